@@ -1,0 +1,68 @@
+"""Request-reply for typed intents, with every transport failure made a ``RuntimeUnavailable``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TypeVar
+
+from nats.aio.client import Client
+from nats.errors import ConnectionClosedError, NoRespondersError, TimeoutError
+from pydantic import ValidationError
+
+from bus import names
+from intents import REPLY_OF, ErrorReply, Intent, Reply
+from intents.errors import RuntimeUnavailable, SymphainyError, error_from_wire
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=Reply)
+
+
+def intent_headers(intent: Intent) -> dict[str, str]:
+    """NATS headers that let the runtime log the caller's correlation id before parsing."""
+    return {names.CORRELATION_HEADER: intent.correlation_id, names.INTENT_ID_HEADER: intent.intent_id}
+
+
+async def request(nc: Client, intent: Intent, reply_type: type[R], timeout: float) -> R:
+    """Send ``intent`` to the runtime and return its typed reply, or raise its typed error.
+
+    No responders, no reply within ``timeout``, a closed connection: all ``RuntimeUnavailable``,
+    raised within ``timeout``.
+    """
+    intent = intent.with_deadline(timeout)
+    try:
+        msg = await nc.request(
+            intent.subject, intent.to_wire(), timeout=timeout, headers=intent_headers(intent)
+        )
+    except NoRespondersError as exc:
+        raise RuntimeUnavailable("no runtime worker is running") from exc
+    except TimeoutError as exc:
+        raise RuntimeUnavailable("no runtime worker answered in time") from exc
+    except (ConnectionClosedError, OSError) as exc:
+        raise RuntimeUnavailable("not connected to NATS") from exc
+    return parse_reply(msg.data, reply_type)
+
+
+async def ask(nc: Client, intent: Intent, timeout: float) -> Reply:
+    """``request`` with the reply type looked up from the intent's class."""
+    return await request(nc, intent, REPLY_OF[type(intent)], timeout)
+
+
+def parse_reply(data: bytes, reply_type: type[R]) -> R:
+    """Decode a reply: the success model, or the typed error it carries."""
+    try:
+        raw = json.loads(data)
+    except ValueError as exc:
+        raise SymphainyError("runtime sent a reply that is not JSON") from exc
+    if isinstance(raw, dict) and raw.get("ok") is False:
+        try:
+            failed = ErrorReply.model_validate(raw)
+        except ValidationError as exc:
+            raise SymphainyError("runtime sent a malformed error reply") from exc
+        raise error_from_wire(failed.error.code, failed.error.message)
+    try:
+        return reply_type.model_validate(raw)
+    except ValidationError as exc:
+        log.error("unexpected reply for %s: %s", reply_type.__name__, exc)
+        raise SymphainyError("runtime sent an unexpected reply") from exc

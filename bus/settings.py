@@ -1,0 +1,82 @@
+"""The one ``Settings`` object: flags, ``SYMPHAINY_*`` environment variables, or ``.env``.
+
+Built once at each entry point and passed down; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values that mean "nobody configured this": refused outside dev mode.
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "changethis", "secret", "dev", "development"})
+MIN_SECRET_BYTES = 32
+
+JwtAlgorithm = Literal["HS256", "HS384", "HS512", "EdDSA", "RS256"]
+
+
+class Settings(BaseSettings):
+    """Every knob of symphainy, with defaults fit for one machine."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SYMPHAINY_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # Where things are.
+    nats_url: str = "nats://127.0.0.1:4222"
+    data_dir: Path = Path(".symphainy")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    nats_port: int = Field(default=4222, ge=-1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    dev_mode: bool = False
+
+    # State Surface.
+    kv_replicas: int = Field(default=1, ge=1, le=5)
+    audit_max_age_s: float = Field(default=7 * 24 * 3600, gt=0)
+    audit_max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+
+    # Bus behaviour.
+    request_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    retry_after_s: int = Field(default=2, ge=1, le=3600)
+    write_retry_window_s: float = Field(default=10.0, ge=0, le=120)
+
+    # Sessions.
+    session_idle_timeout_s: int = Field(default=30 * 60, ge=1)
+    session_max_lifetime_s: int = Field(default=12 * 3600, ge=1)
+    session_touch_interval_s: int = Field(default=60, ge=0)
+    token_ttl_s: int = Field(default=15 * 60, ge=1)
+    token_refresh_grace_s: int = Field(default=24 * 3600, ge=0)
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=1)
+
+    # Tokens: ``jwt_keys`` maps key id to secret; ``jwt_active_kid`` signs, all of them verify.
+    jwt_algorithm: JwtAlgorithm = "HS256"
+    jwt_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    jwt_active_kid: str | None = None
+    jwt_issuer: str = "symphainy"
+    jwt_audience: str = "symphainy"
+
+    # HTTP edge.
+    login_rate_limit: int = Field(default=10, ge=1)
+    login_rate_window_s: float = Field(default=60.0, gt=0)
+    allowed_origins: list[str] = Field(default_factory=list)
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.session_idle_timeout_s > self.session_max_lifetime_s:
+            raise ValueError("session_idle_timeout_s must not exceed session_max_lifetime_s")
+        if self.jwt_active_kid is not None and self.jwt_active_kid not in self.jwt_keys:
+            raise ValueError("jwt_active_kid must name one of jwt_keys")
+        if not self.dev_mode:
+            for kid, secret in self.jwt_keys.items():
+                value = secret.get_secret_value()
+                if value.lower() in PLACEHOLDER_SECRETS or len(value) < MIN_SECRET_BYTES:
+                    raise ValueError(
+                        f"jwt key {kid!r} is a placeholder or shorter than {MIN_SECRET_BYTES} "
+                        "characters; set a real secret or use dev mode"
+                    )
+        return self

@@ -1,0 +1,99 @@
+"""The State Surface on JetStream: the ``INTENTS`` audit stream and the KV buckets.
+
+``ensure_state_surface`` is idempotent: every runtime worker calls it at start, and a second
+caller finds what the first one made.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
+
+from bus import names
+from bus.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StateSurface:
+    """Handles on the buckets the runtime reads and writes."""
+
+    sessions: KeyValue
+    users: KeyValue
+    idempotency: KeyValue
+
+
+def audit_stream_config(settings: Settings) -> StreamConfig:
+    """The audit log of executed intents; ``no_ack`` so it never answers a publisher."""
+    return StreamConfig(
+        name=names.INTENTS_STREAM,
+        description="Audit log of every intent the runtime executed (secrets redacted)",
+        subjects=[names.AUDIT_ALL],
+        storage=StorageType.FILE,
+        num_replicas=settings.kv_replicas,
+        no_ack=True,
+        max_age=settings.audit_max_age_s,
+        max_bytes=settings.audit_max_bytes,
+        discard=DiscardPolicy.OLD,
+    )
+
+
+def bucket_configs(settings: Settings) -> list[KeyValueConfig]:
+    """The KV buckets. Session entries outlive the longest session by a day, then vanish."""
+    common = {"storage": StorageType.FILE, "replicas": settings.kv_replicas, "history": 1}
+    return [
+        KeyValueConfig(
+            bucket=names.SESSIONS_BUCKET,
+            description="Sessions by id (JSON)",
+            ttl=float(settings.session_max_lifetime_s + 24 * 3600),
+            direct=True,
+            **common,
+        ),
+        KeyValueConfig(
+            bucket=names.USERS_BUCKET, description="Users by name (JSON)", direct=True, **common
+        ),
+        KeyValueConfig(
+            bucket=names.IDEMPOTENCY_BUCKET,
+            description="Idempotency keys of session creation",
+            ttl=float(settings.idempotency_ttl_s),
+            **common,
+        ),
+    ]
+
+
+async def ensure_state_surface(js: JetStreamContext, settings: Settings) -> StateSurface:
+    """Create the audit stream and the buckets unless they exist, and return the buckets."""
+    stream = audit_stream_config(settings)
+    try:
+        await js.stream_info(names.INTENTS_STREAM)
+    except NotFoundError:
+        try:
+            await js.add_stream(stream)
+        except BadRequestError:
+            # Another worker created it between our two calls.
+            await js.stream_info(names.INTENTS_STREAM)
+    buckets: dict[str, KeyValue] = {}
+    for config in bucket_configs(settings):
+        buckets[config.bucket] = await _bucket(js, config)
+    return StateSurface(
+        sessions=buckets[names.SESSIONS_BUCKET],
+        users=buckets[names.USERS_BUCKET],
+        idempotency=buckets[names.IDEMPOTENCY_BUCKET],
+    )
+
+
+async def _bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
+    try:
+        return await js.key_value(config.bucket)
+    except BucketNotFoundError:
+        pass
+    try:
+        return await js.create_key_value(config)
+    except BadRequestError:
+        return await js.key_value(config.bucket)

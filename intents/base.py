@@ -1,0 +1,104 @@
+"""The envelope every intent carries, and the two reply shapes: success and typed error."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from intents.errors import SymphainyError
+
+REDACTED = "[redacted]"
+
+
+def new_id() -> str:
+    """A random identifier of 128 bits, URL- and NATS-key-safe."""
+    return secrets.token_hex(16)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class Intent(BaseModel):
+    """Base of every intent: what a caller wants done, with its envelope.
+
+    ``subject`` is where the runtime listens for it. Secret fields are ``SecretStr``: sent on
+    the wire, redacted in the audit record.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    subject: ClassVar[str]
+
+    intent_id: str = Field(default_factory=new_id, min_length=1, max_length=64)
+    correlation_id: str = Field(default_factory=new_id, min_length=1, max_length=128)
+    issued_at: datetime = Field(default_factory=utcnow)
+    actor: str = Field(default="anonymous", min_length=1, max_length=200)
+    deadline: datetime | None = None
+
+    def with_deadline(self, seconds: float) -> Intent:
+        """This intent with a deadline ``seconds`` from now, unless it already has one."""
+        if self.deadline is not None:
+            return self
+        return self.model_copy(update={"deadline": utcnow() + timedelta(seconds=seconds)})
+
+    def expired(self, now: datetime | None = None) -> bool:
+        """Whether the deadline has passed."""
+        return self.deadline is not None and (now or utcnow()) > self.deadline
+
+    def to_wire(self) -> bytes:
+        """JSON for the bus, secrets included (they only travel outside the audited subjects)."""
+        data = self.model_dump(mode="json")
+        for name, value in self:
+            if isinstance(value, SecretStr):
+                data[name] = value.get_secret_value()
+        return _dumps(data)
+
+    def to_audit(self) -> bytes:
+        """JSON for the audit log and operators: every secret replaced by a marker."""
+        data = self.model_dump(mode="json")
+        for name, value in self:
+            if isinstance(value, SecretStr):
+                data[name] = REDACTED
+        return _dumps(data)
+
+
+class Reply(BaseModel):
+    """Base of every successful reply."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ok: Literal[True] = True
+
+
+class ErrorBody(BaseModel):
+    """The typed error carried by a failed reply."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: str
+    message: str
+    retryable: bool = False
+
+
+class ErrorReply(BaseModel):
+    """A failed reply: ``{"ok": false, "error": {...}}``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ok: Literal[False] = False
+    error: ErrorBody
+
+    @classmethod
+    def from_error(cls, exc: SymphainyError) -> ErrorReply:
+        """The wire form of one of our errors."""
+        return cls(error=ErrorBody(code=exc.code, message=exc.message, retryable=exc.retryable))
+
+
+def _dumps(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode()

@@ -1,0 +1,172 @@
+"""The one error tree of symphainy. Only these errors cross the bus, each with a stable wire code.
+
+    SymphainyError                      internal
+    ├── InvalidIntent                   invalid_intent
+    ├── AuthenticationFailed            invalid_credentials
+    ├── TokenInvalid                    token_invalid
+    ├── TokenExpired                    token_expired
+    ├── NotFound                        not_found
+    │   ├── SessionNotFound             session_not_found
+    │   └── UserNotFound                user_not_found
+    ├── SessionInactive                 session_inactive
+    │   ├── SessionRevoked              session_revoked
+    │   └── SessionExpired              session_expired
+    ├── Conflict                        conflict
+    │   ├── UserExists                  user_exists
+    │   └── WriteConflict               write_conflict      (retryable)
+    ├── RateLimited                     rate_limited        (retryable)
+    ├── RuntimeUnavailable              runtime_unavailable (retryable)
+    └── DeadlineExceeded                deadline_exceeded   (retryable)
+
+An error reply on the wire is ``{"ok": false, "error": {"code", "message", "retryable"}}``;
+``error_from_wire`` turns it back into the matching class.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class SymphainyError(Exception):
+    """Base of every error that symphainy raises on purpose."""
+
+    code: ClassVar[str] = "internal"
+    retryable: ClassVar[bool] = False
+    default_message: ClassVar[str] = "internal error"
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+class InvalidIntent(SymphainyError):
+    """The intent or its payload failed validation."""
+
+    code = "invalid_intent"
+    default_message = "invalid intent"
+
+
+class AuthenticationFailed(SymphainyError):
+    """Unknown user or wrong password; deliberately indistinguishable."""
+
+    code = "invalid_credentials"
+    default_message = "invalid username or password"
+
+
+class TokenInvalid(SymphainyError):
+    """The session token is missing, malformed, badly signed or lacks a claim."""
+
+    code = "token_invalid"
+    default_message = "invalid session token"
+
+
+class TokenExpired(SymphainyError):
+    """The session token's ``exp`` has passed."""
+
+    code = "token_expired"
+    default_message = "session token expired"
+
+
+class NotFound(SymphainyError):
+    """Something named by the caller does not exist (or is not the caller's)."""
+
+    code = "not_found"
+    default_message = "not found"
+
+
+class SessionNotFound(NotFound):
+    """No such session, or it belongs to someone else."""
+
+    code = "session_not_found"
+    default_message = "session not found"
+
+
+class UserNotFound(NotFound):
+    """No such user."""
+
+    code = "user_not_found"
+    default_message = "user not found"
+
+
+class SessionInactive(SymphainyError):
+    """The session exists but can no longer be used."""
+
+    code = "session_inactive"
+    default_message = "session is not active"
+
+
+class SessionRevoked(SessionInactive):
+    """The session was revoked (logout, admin, user removal)."""
+
+    code = "session_revoked"
+    default_message = "session revoked"
+
+
+class SessionExpired(SessionInactive):
+    """The session passed its idle timeout or absolute lifetime."""
+
+    code = "session_expired"
+    default_message = "session expired"
+
+
+class Conflict(SymphainyError):
+    """The write conflicts with the current state."""
+
+    code = "conflict"
+    default_message = "conflict"
+
+
+class UserExists(Conflict):
+    """A user of that name already exists."""
+
+    code = "user_exists"
+    default_message = "user already exists"
+
+
+class WriteConflict(Conflict):
+    """A compare-and-set write kept losing to concurrent writers."""
+
+    code = "write_conflict"
+    retryable = True
+    default_message = "concurrent update, retry"
+
+
+class RateLimited(SymphainyError):
+    """Too many attempts; back off."""
+
+    code = "rate_limited"
+    retryable = True
+    default_message = "too many requests"
+
+
+class RuntimeUnavailable(SymphainyError):
+    """No runtime worker answered (none running, NATS down, or no reply in time)."""
+
+    code = "runtime_unavailable"
+    retryable = True
+    default_message = "runtime unavailable"
+
+
+class DeadlineExceeded(SymphainyError):
+    """The intent's deadline passed before it could be executed."""
+
+    code = "deadline_exceeded"
+    retryable = True
+    default_message = "deadline exceeded"
+
+
+def _all_subclasses(cls: type[SymphainyError]) -> list[type[SymphainyError]]:
+    found: list[type[SymphainyError]] = [cls]
+    for sub in cls.__subclasses__():
+        found.extend(_all_subclasses(sub))
+    return found
+
+
+ERRORS_BY_CODE: dict[str, type[SymphainyError]] = {
+    cls.code: cls for cls in _all_subclasses(SymphainyError)
+}
+
+
+def error_from_wire(code: str, message: str) -> SymphainyError:
+    """Rebuild the error class named by a wire code; unknown codes become the base class."""
+    return ERRORS_BY_CODE.get(code, SymphainyError)(message)
