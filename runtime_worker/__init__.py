@@ -1,0 +1,1 @@
+"""The stateless runtime: executes intents against the State Surface (JetStream KV)."""

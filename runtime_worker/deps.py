@@ -1,0 +1,52 @@
+"""What the handlers are given: the stores, the policy, the hasher, the clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.js.kv import KeyValue
+
+from bus.state import StateSurface
+from runtime_worker.dispatch import Clock
+from runtime_worker.kv import NatsBucket, RetryingBucket
+from runtime_worker.passwords import Passwords
+from runtime_worker.sessions import SessionPolicy
+from runtime_worker.store import IdempotencyStore, SessionStore, UserStore
+
+
+@dataclass(frozen=True)
+class Deps:
+    """Everything a handler may ask for, built once per worker."""
+
+    sessions: SessionStore
+    users: UserStore
+    idempotency: IdempotencyStore
+    passwords: Passwords
+    policy: SessionPolicy
+    clock: Clock
+    worker_id: str
+
+    @classmethod
+    def over(
+        cls,
+        surface: StateSurface,
+        policy: SessionPolicy,
+        clock: Clock,
+        worker_id: str,
+        retry_window_s: float,
+        passwords: Passwords | None = None,
+    ) -> Deps:
+        """Deps over the real buckets, each riding out outages for ``retry_window_s``."""
+
+        def bucket(kv: KeyValue) -> RetryingBucket:
+            return RetryingBucket(NatsBucket(kv), retry_window_s)
+
+        return cls(
+            sessions=SessionStore(bucket(surface.sessions)),
+            users=UserStore(bucket(surface.users)),
+            idempotency=IdempotencyStore(bucket(surface.idempotency)),
+            passwords=passwords or Passwords(),
+            policy=policy,
+            clock=clock,
+            worker_id=worker_id,
+        )

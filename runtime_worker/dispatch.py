@@ -1,0 +1,120 @@
+"""From raw message to typed reply: parse, check the deadline, run the handler, audit.
+
+This is the one place where an exception becomes an error reply. A handler that raises one of
+our errors answers with its code; anything else is logged with its traceback and answered as a
+generic internal error. The caller always gets a reply.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from nats.aio.client import Client
+from pydantic import BaseModel, ValidationError
+
+from bus import names
+from intents import ErrorReply, Intent, Reply, utcnow
+from intents.errors import DeadlineExceeded, InvalidIntent, RuntimeUnavailable, SymphainyError
+from runtime_worker.kv import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+I = TypeVar("I", bound=Intent)  # noqa: E741
+Clock = Callable[[], datetime]
+Handler = Callable[[I, datetime], Awaitable[Reply]]
+
+
+def describe(exc: ValidationError) -> str:
+    """A validation failure in words, without echoing input (it may hold a password)."""
+    parts = []
+    for error in exc.errors(include_input=False, include_url=False)[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+class Outcome(Generic[I]):
+    """The parsed intent (if it parsed) and the reply to send."""
+
+    __slots__ = ("intent", "reply")
+
+    def __init__(self, intent: I | None, reply: BaseModel) -> None:
+        self.intent = intent
+        self.reply = reply
+
+    @property
+    def code(self) -> str:
+        """``ok`` or the error code, for logs and the audit header."""
+        return self.reply.error.code if isinstance(self.reply, ErrorReply) else "ok"
+
+
+async def execute(
+    data: bytes, intent_type: type[I], handler: Handler[I], clock: Clock
+) -> Outcome[I]:
+    """Run ``handler`` on the intent in ``data``; never raises."""
+    try:
+        intent = intent_type.model_validate_json(data)
+    except ValidationError as exc:
+        return Outcome(None, ErrorReply.from_error(InvalidIntent(describe(exc))))
+    if intent.expired(utcnow()):
+        return Outcome(intent, ErrorReply.from_error(DeadlineExceeded()))
+    try:
+        reply: BaseModel = await handler(intent, clock())
+    except SymphainyError as exc:
+        reply = ErrorReply.from_error(exc)
+    except StoreUnavailable as exc:
+        log.warning("state surface unavailable [%s]: %s", intent.correlation_id, exc)
+        reply = ErrorReply.from_error(RuntimeUnavailable("state surface unavailable"))
+    except Exception:
+        log.exception("handler for %s failed [%s]", intent_type.__name__, intent.correlation_id)
+        reply = ErrorReply.from_error(SymphainyError())
+    return Outcome(intent, reply)
+
+
+class Dispatcher:
+    """Executes intents for the routers and writes the audit record of each."""
+
+    def __init__(self, nc: Client, clock: Clock) -> None:
+        self._nc = nc
+        self._clock = clock
+
+    async def handle(
+        self,
+        data: bytes,
+        headers: Mapping[str, str] | None,
+        intent_type: type[I],
+        handler: Handler[I],
+    ) -> bytes:
+        """The JSON reply to the intent in ``data``."""
+        outcome = await execute(data, intent_type, handler, self._clock)
+        correlation_id = (headers or {}).get(names.CORRELATION_HEADER, "-")
+        if outcome.intent is None:
+            log.info("rejected malformed %s [%s]", intent_type.__name__, correlation_id)
+        else:
+            if outcome.code != "ok":
+                log.info(
+                    "%s %s -> %s [%s]",
+                    intent_type.__name__,
+                    outcome.intent.intent_id,
+                    outcome.code,
+                    outcome.intent.correlation_id,
+                )
+            await self._audit(outcome.intent, outcome.code)
+        return outcome.reply.model_dump_json().encode()
+
+    async def _audit(self, intent: Intent, code: str) -> None:
+        try:
+            await self._nc.publish(
+                names.audit_subject(intent.subject),
+                intent.to_audit(),
+                headers={
+                    names.CORRELATION_HEADER: intent.correlation_id,
+                    names.INTENT_ID_HEADER: intent.intent_id,
+                    names.OUTCOME_HEADER: code,
+                },
+            )
+        except Exception:  # the audit must never cost the caller its reply
+            log.warning("could not write the audit record of %s", intent.intent_id, exc_info=True)

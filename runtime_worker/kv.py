@@ -1,0 +1,243 @@
+"""The smallest key-value interface the stores need, over JetStream KV or memory.
+
+Writes are explicit: ``create`` only if absent, ``update`` only at the expected revision.
+Foreign errors are translated here, where they enter, into ``KeyExists`` / ``RevisionMismatch`` /
+``StoreUnavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from nats.errors import ConnectionClosedError, NoRespondersError, TimeoutError
+from nats.js.errors import (
+    APIError,
+    KeyDeletedError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NoKeysError,
+    ServiceUnavailableError,
+)
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+
+T = TypeVar("T")
+
+
+class KVError(Exception):
+    """Base of the store-level errors (internal to the runtime; never on the wire)."""
+
+
+class KeyExists(KVError):
+    """``create`` found the key already present."""
+
+
+class RevisionMismatch(KVError):
+    """``update`` lost a compare-and-set race: the key changed since it was read."""
+
+
+class StoreUnavailable(KVError):
+    """The bucket could not be reached (NATS down, JetStream leader election, timeout)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A value and the revision it was read at."""
+
+    key: str
+    value: bytes
+    revision: int
+
+
+class Bucket(Protocol):
+    """What a store needs from a bucket."""
+
+    async def get(self, key: str) -> Entry | None:
+        """The entry, or None if absent or deleted."""
+        ...
+
+    async def create(self, key: str, value: bytes) -> int:
+        """Write only if absent; the new revision. Raises ``KeyExists``."""
+        ...
+
+    async def update(self, key: str, value: bytes, revision: int) -> int:
+        """Write only at ``revision``; the new revision. Raises ``RevisionMismatch``."""
+        ...
+
+    async def delete(self, key: str, revision: int) -> None:
+        """Delete only at ``revision``. Raises ``RevisionMismatch``."""
+        ...
+
+    async def entries(self) -> list[Entry]:
+        """Every live entry."""
+        ...
+
+
+_UNAVAILABLE = (TimeoutError, NoRespondersError, ConnectionClosedError, ServiceUnavailableError)
+
+
+class NatsBucket:
+    """A ``Bucket`` over a JetStream KV bucket."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+
+    async def get(self, key: str) -> Entry | None:
+        """The entry, or None if absent, deleted, or expired (a marker with no value)."""
+        try:
+            found = await self._kv.get(key)
+        except (KeyNotFoundError, KeyDeletedError):
+            return None
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+        if not found.value or found.revision is None:
+            return None
+        return Entry(key=key, value=found.value, revision=found.revision)
+
+    async def create(self, key: str, value: bytes) -> int:
+        """Write only if absent."""
+        try:
+            return int(await self._kv.create(key, value))
+        except KeyWrongLastSequenceError as exc:
+            raise KeyExists(key) from exc
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+
+    async def update(self, key: str, value: bytes, revision: int) -> int:
+        """Compare-and-set on the revision."""
+        try:
+            return int(await self._kv.update(key, value, last=revision))
+        except KeyWrongLastSequenceError as exc:
+            raise RevisionMismatch(key) from exc
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+
+    async def delete(self, key: str, revision: int) -> None:
+        """Delete at ``revision``."""
+        try:
+            await self._kv.delete(key, last=revision)
+        except APIError as exc:
+            if exc.err_code == 10071:  # wrong last sequence
+                raise RevisionMismatch(key) from exc
+            raise StoreUnavailable(str(exc)) from exc
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+
+    async def entries(self) -> list[Entry]:
+        """Every live entry, read through one ordered consumer (no per-key round trips)."""
+        try:
+            watcher = await self._kv.watchall(ignore_deletes=True)
+        except NoKeysError:
+            return []
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+        found: list[Entry] = []
+        try:
+            while True:
+                update = await watcher.updates(timeout=5.0)
+                if update is None:
+                    break
+                if update.operation in (KV_DEL, KV_PURGE) or not update.value:
+                    continue
+                assert update.revision is not None
+                found.append(Entry(key=update.key, value=update.value, revision=update.revision))
+        except TimeoutError as exc:
+            raise StoreUnavailable("timed out listing the bucket") from exc
+        finally:
+            await watcher.stop()
+        return found
+
+
+class MemoryBucket:
+    """A ``Bucket`` in memory with the same write semantics, for unit tests and examples."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, Entry] = {}
+        self._revision = 0
+        self._lock = asyncio.Lock()
+
+    async def get(self, key: str) -> Entry | None:
+        """The entry, or None."""
+        return self._data.get(key)
+
+    async def create(self, key: str, value: bytes) -> int:
+        """Write only if absent."""
+        async with self._lock:
+            if key in self._data:
+                raise KeyExists(key)
+            return self._put(key, value)
+
+    async def update(self, key: str, value: bytes, revision: int) -> int:
+        """Compare-and-set on the revision."""
+        async with self._lock:
+            current = self._data.get(key)
+            if current is None or current.revision != revision:
+                raise RevisionMismatch(key)
+            return self._put(key, value)
+
+    async def delete(self, key: str, revision: int) -> None:
+        """Delete at ``revision``."""
+        async with self._lock:
+            current = self._data.get(key)
+            if current is None or current.revision != revision:
+                raise RevisionMismatch(key)
+            del self._data[key]
+
+    async def entries(self) -> list[Entry]:
+        """Every entry."""
+        return list(self._data.values())
+
+    def _put(self, key: str, value: bytes) -> int:
+        self._revision += 1
+        self._data[key] = Entry(key=key, value=value, revision=self._revision)
+        return self._revision
+
+
+class RetryingBucket:
+    """A ``Bucket`` that rides out short outages (a JetStream leader election takes 5-8 s).
+
+    Each call is retried with capped exponential backoff while ``StoreUnavailable`` persists,
+    for at most ``window_s``; then the error is raised to the caller. A lost reply to a write is
+    safe to retry: ``create`` then reports ``KeyExists`` and ``update`` ``RevisionMismatch``,
+    which the stores resolve by reading again.
+    """
+
+    def __init__(self, inner: Bucket, window_s: float, first_delay_s: float = 0.05) -> None:
+        self._inner = inner
+        self._window_s = window_s
+        self._first_delay_s = first_delay_s
+
+    async def _call(self, make: Callable[[], Awaitable[T]]) -> T:
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self._window_s
+        delay = self._first_delay_s
+        while True:
+            try:
+                return await make()
+            except StoreUnavailable:
+                if loop.time() + delay > give_up:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def get(self, key: str) -> Entry | None:
+        """See ``Bucket.get``."""
+        return await self._call(lambda: self._inner.get(key))
+
+    async def create(self, key: str, value: bytes) -> int:
+        """See ``Bucket.create``."""
+        return await self._call(lambda: self._inner.create(key, value))
+
+    async def update(self, key: str, value: bytes, revision: int) -> int:
+        """See ``Bucket.update``."""
+        return await self._call(lambda: self._inner.update(key, value, revision))
+
+    async def delete(self, key: str, revision: int) -> None:
+        """See ``Bucket.delete``."""
+        await self._call(lambda: self._inner.delete(key, revision))
+
+    async def entries(self) -> list[Entry]:
+        """See ``Bucket.entries``."""
+        return await self._call(self._inner.entries)

@@ -1,0 +1,112 @@
+"""FastStream routers, one per intent family: each subscriber only hands the message on.
+
+All subscribers join the ``runtime`` queue group, so any number of workers share the load.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from faststream.nats import NatsRouter
+from faststream.nats.annotations import NatsMessage
+
+from bus import names
+from intents import (
+    AuthenticateUser,
+    CreateSession,
+    CreateUser,
+    GetSession,
+    ListSessions,
+    ListUsers,
+    Ping,
+    PingReply,
+    RefreshSession,
+    RemoveUser,
+    RevokeSession,
+    RevokeUserSessions,
+    VerifySession,
+)
+from runtime_worker import sessions, users
+from runtime_worker.deps import Deps
+from runtime_worker.dispatch import Dispatcher, Handler, I
+
+
+def bind(router: NatsRouter, dispatcher: Dispatcher, intent_type: type[I], handler: Handler[I]) -> None:
+    """Subscribe ``handler`` to the intent's subject in the runtime queue group."""
+
+    async def on_intent(msg: NatsMessage) -> bytes:
+        return await dispatcher.handle(msg.body, msg.headers, intent_type, handler)
+
+    on_intent.__name__ = f"on_{intent_type.__name__}"
+    on_intent.__qualname__ = on_intent.__name__
+    router.subscriber(intent_type.subject, queue=names.RUNTIME_QUEUE)(on_intent)
+
+
+def session_router(deps: Deps, dispatcher: Dispatcher) -> NatsRouter:
+    """Session intents."""
+    router = NatsRouter()
+    s, p = deps.sessions, deps.policy
+
+    async def create(i: CreateSession, now: datetime) -> sessions.CreateSessionReply:
+        return await sessions.create_session(i, s, deps.idempotency, p, now)
+
+    async def verify(i: VerifySession, now: datetime) -> sessions.VerifySessionReply:
+        return await sessions.verify_session(i, s, p, now)
+
+    async def get(i: GetSession, now: datetime) -> sessions.GetSessionReply:
+        return await sessions.get_session(i, s, now)
+
+    async def list_(i: ListSessions, now: datetime) -> sessions.ListSessionsReply:
+        return await sessions.list_sessions(i, s, now)
+
+    async def refresh(i: RefreshSession, now: datetime) -> sessions.RefreshSessionReply:
+        return await sessions.refresh_session(i, s, p, now)
+
+    async def revoke(i: RevokeSession, now: datetime) -> sessions.RevokeSessionReply:
+        return await sessions.revoke_session(i, s, now)
+
+    async def revoke_all(i: RevokeUserSessions, now: datetime) -> sessions.RevokeUserSessionsReply:
+        return await sessions.revoke_user_sessions(i, s, now)
+
+    bind(router, dispatcher, CreateSession, create)
+    bind(router, dispatcher, VerifySession, verify)
+    bind(router, dispatcher, GetSession, get)
+    bind(router, dispatcher, ListSessions, list_)
+    bind(router, dispatcher, RefreshSession, refresh)
+    bind(router, dispatcher, RevokeSession, revoke)
+    bind(router, dispatcher, RevokeUserSessions, revoke_all)
+    return router
+
+
+def user_router(deps: Deps, dispatcher: Dispatcher) -> NatsRouter:
+    """User intents."""
+    router = NatsRouter()
+
+    async def authenticate(i: AuthenticateUser, now: datetime) -> users.AuthenticateUserReply:
+        return await users.authenticate_user(i, deps.users, deps.passwords)
+
+    async def create(i: CreateUser, now: datetime) -> users.CreateUserReply:
+        return await users.create_user(i, deps.users, deps.passwords, now)
+
+    async def list_(i: ListUsers, now: datetime) -> users.ListUsersReply:
+        return await users.list_users(i, deps.users)
+
+    async def remove(i: RemoveUser, now: datetime) -> users.RemoveUserReply:
+        return await users.remove_user(i, deps.users, deps.sessions, now)
+
+    bind(router, dispatcher, AuthenticateUser, authenticate)
+    bind(router, dispatcher, CreateUser, create)
+    bind(router, dispatcher, ListUsers, list_)
+    bind(router, dispatcher, RemoveUser, remove)
+    return router
+
+
+def system_router(deps: Deps, dispatcher: Dispatcher) -> NatsRouter:
+    """System intents."""
+    router = NatsRouter()
+
+    async def ping(i: Ping, now: datetime) -> PingReply:
+        return PingReply(worker_id=deps.worker_id)
+
+    bind(router, dispatcher, Ping, ping)
+    return router
