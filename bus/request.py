@@ -21,7 +21,10 @@ R = TypeVar("R", bound=Reply)
 
 def intent_headers(intent: Intent) -> dict[str, str]:
     """NATS headers that let the runtime log the caller's correlation id before parsing."""
-    return {names.CORRELATION_HEADER: intent.correlation_id, names.INTENT_ID_HEADER: intent.intent_id}
+    return {
+        names.CORRELATION_HEADER: intent.correlation_id,
+        names.INTENT_ID_HEADER: intent.intent_id,
+    }
 
 
 async def request(nc: Client, intent: Intent, reply_type: type[R], timeout: float) -> R:

@@ -46,23 +46,29 @@ def audit_stream_config(settings: Settings) -> StreamConfig:
 
 def bucket_configs(settings: Settings) -> list[KeyValueConfig]:
     """The KV buckets. Session entries outlive the longest session by a day, then vanish."""
-    common = {"storage": StorageType.FILE, "replicas": settings.kv_replicas, "history": 1}
-    return [
-        KeyValueConfig(
-            bucket=names.SESSIONS_BUCKET,
-            description="Sessions by id (JSON)",
-            ttl=float(settings.session_max_lifetime_s + 24 * 3600),
+
+    def bucket(name: str, description: str, ttl: float | None) -> KeyValueConfig:
+        return KeyValueConfig(
+            bucket=name,
+            description=description,
+            ttl=ttl,
+            history=1,
+            storage=StorageType.FILE,
+            replicas=settings.kv_replicas,
             direct=True,
-            **common,
+        )
+
+    return [
+        bucket(
+            names.SESSIONS_BUCKET,
+            "Sessions by id (JSON)",
+            float(settings.session_max_lifetime_s + 24 * 3600),
         ),
-        KeyValueConfig(
-            bucket=names.USERS_BUCKET, description="Users by name (JSON)", direct=True, **common
-        ),
-        KeyValueConfig(
-            bucket=names.IDEMPOTENCY_BUCKET,
-            description="Idempotency keys of session creation",
-            ttl=float(settings.idempotency_ttl_s),
-            **common,
+        bucket(names.USERS_BUCKET, "Users by lowercased name (JSON)", None),
+        bucket(
+            names.IDEMPOTENCY_BUCKET,
+            "Idempotency keys of session creation",
+            float(settings.idempotency_ttl_s),
         ),
     ]
 

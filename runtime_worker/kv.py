@@ -136,7 +136,7 @@ class NatsBucket:
         found: list[Entry] = []
         try:
             while True:
-                update = await watcher.updates(timeout=5.0)
+                update = await watcher.updates(timeout=5.0)  # type: ignore[no-untyped-call]
                 if update is None:
                     break
                 if update.operation in (KV_DEL, KV_PURGE) or not update.value:
@@ -146,7 +146,7 @@ class NatsBucket:
         except TimeoutError as exc:
             raise StoreUnavailable("timed out listing the bucket") from exc
         finally:
-            await watcher.stop()
+            await watcher.stop()  # type: ignore[no-untyped-call]
         return found
 
 

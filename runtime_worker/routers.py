@@ -22,6 +22,7 @@ from intents import (
     PingReply,
     RefreshSession,
     RemoveUser,
+    Reply,
     RevokeSession,
     RevokeUserSessions,
     VerifySession,
@@ -31,7 +32,9 @@ from runtime_worker.deps import Deps
 from runtime_worker.dispatch import Dispatcher, Handler, I
 
 
-def bind(router: NatsRouter, dispatcher: Dispatcher, intent_type: type[I], handler: Handler[I]) -> None:
+def bind(
+    router: NatsRouter, dispatcher: Dispatcher, intent_type: type[I], handler: Handler[I]
+) -> None:
     """Subscribe ``handler`` to the intent's subject in the runtime queue group."""
 
     async def on_intent(msg: NatsMessage) -> bytes:
@@ -47,25 +50,25 @@ def session_router(deps: Deps, dispatcher: Dispatcher) -> NatsRouter:
     router = NatsRouter()
     s, p = deps.sessions, deps.policy
 
-    async def create(i: CreateSession, now: datetime) -> sessions.CreateSessionReply:
+    async def create(i: CreateSession, now: datetime) -> Reply:
         return await sessions.create_session(i, s, deps.idempotency, p, now)
 
-    async def verify(i: VerifySession, now: datetime) -> sessions.VerifySessionReply:
+    async def verify(i: VerifySession, now: datetime) -> Reply:
         return await sessions.verify_session(i, s, p, now)
 
-    async def get(i: GetSession, now: datetime) -> sessions.GetSessionReply:
+    async def get(i: GetSession, now: datetime) -> Reply:
         return await sessions.get_session(i, s, now)
 
-    async def list_(i: ListSessions, now: datetime) -> sessions.ListSessionsReply:
+    async def list_(i: ListSessions, now: datetime) -> Reply:
         return await sessions.list_sessions(i, s, now)
 
-    async def refresh(i: RefreshSession, now: datetime) -> sessions.RefreshSessionReply:
+    async def refresh(i: RefreshSession, now: datetime) -> Reply:
         return await sessions.refresh_session(i, s, p, now)
 
-    async def revoke(i: RevokeSession, now: datetime) -> sessions.RevokeSessionReply:
+    async def revoke(i: RevokeSession, now: datetime) -> Reply:
         return await sessions.revoke_session(i, s, now)
 
-    async def revoke_all(i: RevokeUserSessions, now: datetime) -> sessions.RevokeUserSessionsReply:
+    async def revoke_all(i: RevokeUserSessions, now: datetime) -> Reply:
         return await sessions.revoke_user_sessions(i, s, now)
 
     bind(router, dispatcher, CreateSession, create)
@@ -82,16 +85,16 @@ def user_router(deps: Deps, dispatcher: Dispatcher) -> NatsRouter:
     """User intents."""
     router = NatsRouter()
 
-    async def authenticate(i: AuthenticateUser, now: datetime) -> users.AuthenticateUserReply:
+    async def authenticate(i: AuthenticateUser, now: datetime) -> Reply:
         return await users.authenticate_user(i, deps.users, deps.passwords)
 
-    async def create(i: CreateUser, now: datetime) -> users.CreateUserReply:
+    async def create(i: CreateUser, now: datetime) -> Reply:
         return await users.create_user(i, deps.users, deps.passwords, now)
 
-    async def list_(i: ListUsers, now: datetime) -> users.ListUsersReply:
+    async def list_(i: ListUsers, now: datetime) -> Reply:
         return await users.list_users(i, deps.users)
 
-    async def remove(i: RemoveUser, now: datetime) -> users.RemoveUserReply:
+    async def remove(i: RemoveUser, now: datetime) -> Reply:
         return await users.remove_user(i, deps.users, deps.sessions, now)
 
     bind(router, dispatcher, AuthenticateUser, authenticate)

@@ -151,4 +151,4 @@ def _dump(model: BaseModel) -> bytes:
     return model.model_dump_json().encode()
 
 
-__all__ = ["KeyExists", "SessionStore", "UserRecord", "UserStore", "IdempotencyStore"]
+__all__ = ["IdempotencyStore", "KeyExists", "SessionStore", "UserRecord", "UserStore"]

@@ -1,0 +1,197 @@
+"""Every session intent end to end: real runtime, real nats-server, real JetStream KV."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from nats.aio.client import Client
+
+from bus import names
+from bus.request import ask
+from intents import (
+    CreateSession,
+    CreateSessionReply,
+    CreateUser,
+    CreateUserReply,
+    GetSession,
+    GetSessionReply,
+    ListSessions,
+    ListSessionsReply,
+    RefreshSession,
+    RefreshSessionReply,
+    RevokeSession,
+    RevokeSessionReply,
+    RevokeUserSessions,
+    RevokeUserSessionsReply,
+    SessionExpired,
+    SessionNotFound,
+    SessionRevoked,
+    SessionState,
+    UserInfo,
+    VerifySession,
+    VerifySessionReply,
+)
+from runtime_worker.app import Worker
+from tests.nats.conftest import FakeClock
+
+T = 2.0
+
+
+async def make_user(nc: Client, name: str = "alice") -> UserInfo:
+    reply = await ask(nc, CreateUser(username=name, password="pw"), T)  # type: ignore[arg-type]
+    assert isinstance(reply, CreateUserReply)
+    return reply.user
+
+
+async def make_session(nc: Client, user: UserInfo, key: str | None = None) -> CreateSessionReply:
+    reply = await ask(
+        nc, CreateSession(user_id=user.id, username=user.username, idempotency_key=key), T
+    )
+    assert isinstance(reply, CreateSessionReply)
+    return reply
+
+
+async def test_session_lifecycle_end_to_end(nc: Client, worker: Worker) -> None:
+    alice = await make_user(nc)
+    created = await make_session(nc, alice)
+    sid = created.session.session_id
+    assert created.created
+
+    # The session is in KV under its id, as readable JSON (what `nats kv get sessions <id>` shows).
+    kv = await nc.jetstream().key_value(names.SESSIONS_BUCKET)
+    stored = json.loads((await kv.get(sid)).value)
+    assert stored["session_id"] == sid
+    assert stored["user_id"] == alice.id
+    assert stored["state"] == "active"
+
+    verified = await ask(nc, VerifySession(session_id=sid, user_id=alice.id), T)
+    assert isinstance(verified, VerifySessionReply)
+    assert verified.username == "alice"
+
+    got = await ask(nc, GetSession(session_id=sid, user_id=alice.id), T)
+    assert isinstance(got, GetSessionReply)
+    assert got.session.session_id == sid
+
+    listed = await ask(nc, ListSessions(user_id=alice.id), T)
+    assert isinstance(listed, ListSessionsReply)
+    assert [s.session_id for s in listed.sessions] == [sid]
+
+    refreshed = await ask(nc, RefreshSession(session_id=sid, user_id=alice.id), T)
+    assert isinstance(refreshed, RefreshSessionReply)
+    assert refreshed.session.expires_at >= created.session.expires_at
+
+    revoked = await ask(nc, RevokeSession(session_id=sid, user_id=alice.id, reason="logout"), T)
+    assert isinstance(revoked, RevokeSessionReply)
+    assert revoked.session.state is SessionState.REVOKED
+    with pytest.raises(SessionRevoked):
+        await ask(nc, VerifySession(session_id=sid, user_id=alice.id), T)
+    assert json.loads((await kv.get(sid)).value)["state"] == "revoked"
+
+
+async def test_other_users_sessions_look_absent(nc: Client, worker: Worker) -> None:
+    alice, bob = await make_user(nc, "alice"), await make_user(nc, "bob")
+    sid = (await make_session(nc, alice)).session.session_id
+    for intent in (
+        VerifySession(session_id=sid, user_id=bob.id),
+        GetSession(session_id=sid, user_id=bob.id),
+        RefreshSession(session_id=sid, user_id=bob.id),
+        RevokeSession(session_id=sid, user_id=bob.id),
+    ):
+        with pytest.raises(SessionNotFound):
+            await ask(nc, intent, T)
+    await ask(nc, VerifySession(session_id=sid, user_id=alice.id), T)
+
+
+async def test_idempotent_create(nc: Client, worker: Worker) -> None:
+    alice = await make_user(nc)
+    first = await make_session(nc, alice, key="same")
+    replies = await asyncio.gather(*(make_session(nc, alice, key="same") for _ in range(5)))
+    assert {r.session.session_id for r in replies} == {first.session.session_id}
+    assert not any(r.created for r in replies)
+    other = await make_session(nc, alice, key="other")
+    assert other.session.session_id != first.session.session_id
+
+
+async def test_concurrent_creates_never_collide(nc: Client, worker: Worker) -> None:
+    alice = await make_user(nc)
+    replies = await asyncio.gather(*(make_session(nc, alice) for _ in range(30)))
+    assert len({r.session.session_id for r in replies}) == 30
+
+
+async def test_kv_create_refuses_to_overwrite_a_session(nc: Client, worker: Worker) -> None:
+    from runtime_worker.kv import KeyExists, NatsBucket
+    from runtime_worker.store import SessionStore
+
+    alice = await make_user(nc)
+    session = (await make_session(nc, alice)).session
+    store = SessionStore(NatsBucket(await nc.jetstream().key_value(names.SESSIONS_BUCKET)))
+    forged = session.model_copy(update={"user_id": "f" * 32})
+    with pytest.raises(KeyExists):
+        await store.create(forged)
+    stored, _ = await store.require(session.session_id)
+    assert stored.user_id == alice.id
+
+
+async def test_concurrent_revoke_and_refresh_end_revoked(nc: Client, start: object) -> None:
+    # Two workers so the writes really race through CAS on different connections.
+    await start()  # type: ignore[operator]
+    await start()  # type: ignore[operator]
+    alice = await make_user(nc)
+    for _ in range(5):
+        sid = (await make_session(nc, alice)).session.session_id
+        intents = [RefreshSession(session_id=sid, user_id=alice.id) for _ in range(6)]
+        intents.insert(3, RevokeSession(session_id=sid, user_id=alice.id))
+        results = await asyncio.gather(*(ask(nc, i, T) for i in intents), return_exceptions=True)
+        for result in results:
+            assert isinstance(result, (RefreshSessionReply, RevokeSessionReply, SessionRevoked)), (
+                result
+            )
+        final = await ask(nc, GetSession(session_id=sid), T)
+        assert isinstance(final, GetSessionReply)
+        assert final.session.state is SessionState.REVOKED
+        with pytest.raises(SessionRevoked):
+            await ask(nc, VerifySession(session_id=sid, user_id=alice.id), T)
+
+
+async def test_idle_expiry_and_absolute_lifetime(
+    nc: Client, worker: Worker, clock: FakeClock
+) -> None:
+    alice = await make_user(nc)
+    idle_sid = (await make_session(nc, alice)).session.session_id
+    busy = await make_session(nc, alice)
+    busy_sid = busy.session.session_id
+    # 20 minutes in: refresh one session, not the other.
+    clock.advance(20 * 60)
+    await ask(nc, RefreshSession(session_id=busy_sid, user_id=alice.id), T)
+    clock.advance(15 * 60)  # 35 min: past the 30 min idle timeout of the first only.
+    with pytest.raises(SessionExpired):
+        await ask(nc, VerifySession(session_id=idle_sid, user_id=alice.id), T)
+    await ask(nc, VerifySession(session_id=busy_sid, user_id=alice.id), T)
+    got = await ask(nc, GetSession(session_id=idle_sid), T)
+    assert isinstance(got, GetSessionReply)
+    assert got.session.state is SessionState.EXPIRED
+    listed = await ask(nc, ListSessions(user_id=alice.id), T)
+    assert isinstance(listed, ListSessionsReply)
+    assert [s.session_id for s in listed.sessions] == [busy_sid]
+    # Keep it busy right up to its 12 h lifetime: activity cannot extend that.
+    while clock.now < busy.session.absolute_expires_at:
+        clock.advance(25 * 60)
+        if clock.now >= busy.session.absolute_expires_at:
+            break
+        await ask(nc, VerifySession(session_id=busy_sid, user_id=alice.id), T)
+    with pytest.raises(SessionExpired):
+        await ask(nc, VerifySession(session_id=busy_sid, user_id=alice.id), T)
+
+
+async def test_revoke_all_but_one(nc: Client, worker: Worker) -> None:
+    alice = await make_user(nc)
+    keep = (await make_session(nc, alice)).session.session_id
+    others = {(await make_session(nc, alice)).session.session_id for _ in range(3)}
+    reply = await ask(nc, RevokeUserSessions(user_id=alice.id, except_session_id=keep), T)
+    assert isinstance(reply, RevokeUserSessionsReply)
+    assert set(reply.revoked) == others
+    listed = await ask(nc, ListSessions(user_id=alice.id), T)
+    assert isinstance(listed, ListSessionsReply)
+    assert [s.session_id for s in listed.sessions] == [keep]

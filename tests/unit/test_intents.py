@@ -1,0 +1,119 @@
+"""Intent and reply models: frozen, strict, secrets redacted, errors round-trip the wire."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from pydantic import ValidationError
+
+import intents
+from bus.request import parse_reply
+from intents import (
+    REPLY_OF,
+    AuthenticateUser,
+    CreateSession,
+    ErrorReply,
+    Intent,
+    PingReply,
+    SessionNotFound,
+    SessionRevoked,
+    SymphainyError,
+    VerifySession,
+    error_from_wire,
+    utcnow,
+)
+from intents.base import REDACTED
+
+USER = "a" * 32
+SESSION = "b" * 32
+
+
+def test_public_surface_is_exactly_all() -> None:
+    exported = {n for n in dir(intents) if not n.startswith("_")}
+    modules = {"base", "errors", "session", "system", "user"}
+    assert set(intents.__all__) == exported - modules
+
+
+def test_every_intent_has_a_reply_type_and_subject() -> None:
+    intent_types = [
+        getattr(intents, n)
+        for n in intents.__all__
+        if isinstance(getattr(intents, n), type)
+        and issubclass(getattr(intents, n), Intent)
+        and getattr(intents, n) is not Intent
+    ]
+    assert set(intent_types) == set(REPLY_OF)
+    subjects = [t.subject for t in intent_types]
+    assert len(subjects) == len(set(subjects))
+    for subject in subjects:
+        assert subject.startswith(("intents.", "credentials."))
+
+
+def test_intents_are_frozen_and_forbid_extra_fields() -> None:
+    intent = VerifySession(session_id=SESSION, user_id=USER)
+    with pytest.raises(ValidationError):
+        intent.session_id = "c" * 32  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        VerifySession(session_id=SESSION, user_id=USER, extra="x")  # type: ignore[call-arg]
+
+
+def test_envelope_is_filled_in() -> None:
+    intent = VerifySession(session_id=SESSION, user_id=USER)
+    assert len(intent.intent_id) == 32
+    assert len(intent.correlation_id) == 32
+    assert intent.intent_id != VerifySession(session_id=SESSION, user_id=USER).intent_id
+    assert intent.deadline is None
+    timed = intent.with_deadline(2.0)
+    assert timed.deadline is not None
+    assert timedelta(seconds=1.5) < timed.deadline - utcnow() <= timedelta(seconds=2)
+    assert timed.with_deadline(99).deadline == timed.deadline
+    assert not timed.expired()
+    assert timed.expired(utcnow() + timedelta(seconds=3))
+
+
+@pytest.mark.parametrize("bad", ["", "short", "G" * 32, "../../etc/passwd", "a" * 33])
+def test_session_ids_must_be_128_bit_hex(bad: str) -> None:
+    with pytest.raises(ValidationError):
+        VerifySession(session_id=bad, user_id=USER)
+
+
+def test_password_travels_on_the_wire_but_never_into_the_audit() -> None:
+    intent = AuthenticateUser(username="alice", password="hunter2")  # type: ignore[arg-type]
+    wire = json.loads(intent.to_wire())
+    audit = json.loads(intent.to_audit())
+    assert wire["password"] == "hunter2"
+    assert audit["password"] == REDACTED
+    assert "hunter2" not in repr(intent)
+    assert AuthenticateUser.model_validate_json(intent.to_wire()) == intent
+    assert not AuthenticateUser.subject.startswith("intents.")
+
+
+def test_idempotency_key_is_bounded() -> None:
+    with pytest.raises(ValidationError):
+        CreateSession(user_id=USER, username="a", idempotency_key="")
+    with pytest.raises(ValidationError):
+        CreateSession(user_id=USER, username="a", idempotency_key="k" * 201)
+
+
+def test_error_codes_are_unique_and_round_trip() -> None:
+    codes = [cls.code for cls in intents.errors.ERRORS_BY_CODE.values()]
+    assert len(codes) == len(set(codes))
+    assert isinstance(error_from_wire("session_revoked", "gone"), SessionRevoked)
+    assert type(error_from_wire("no_such_code", "?")) is SymphainyError
+
+
+def test_parse_reply_raises_the_typed_error() -> None:
+    wire = ErrorReply.from_error(SessionNotFound()).model_dump_json().encode()
+    assert json.loads(wire) == {
+        "ok": False,
+        "error": {"code": "session_not_found", "message": "session not found", "retryable": False},
+    }
+    with pytest.raises(SessionNotFound):
+        parse_reply(wire, PingReply)
+    assert parse_reply(b'{"ok": true, "worker_id": "w1"}', PingReply).worker_id == "w1"
+    with pytest.raises(SymphainyError):
+        parse_reply(b"not json", PingReply)
+    with pytest.raises(SymphainyError):
+        parse_reply(b'{"ok": true}', PingReply)
