@@ -26,6 +26,15 @@ USER_CREATE: Final = "credentials.user.create"
 
 SYSTEM_PING: Final = "intents.system.ping"
 
+# Agent work: captured by a JetStream work-queue stream so it survives a runtime restart.
+AGENT_RUN: Final = "intents.agent.run"
+AGENT_ALL: Final = "intents.agent.>"
+AGENT_WORK_STREAM: Final = "AGENT_WORK"
+AGENT_CONSUMER: Final = "agent-runners"
+# Events and results of agent work go back to the gate that holds the socket:
+# ``agent.replies.<gate id>.<socket id>``.
+AGENT_REPLIES_PREFIX: Final = "agent.replies"
+
 # The audit log. The runtime records each intent it executes (secrets redacted, outcome in a
 # header) on ``audit.<subject>``. The stream does not capture the request subjects themselves:
 # a stream listening on a request subject counts as interest, so NATS would never answer
@@ -46,6 +55,16 @@ RUNTIME_QUEUE: Final = "runtime"
 # Headers.
 CORRELATION_HEADER: Final = "X-Correlation-Id"
 INTENT_ID_HEADER: Final = "X-Intent-Id"
+
+
+def agent_reply_subject(gate_id: str, socket_id: str) -> str:
+    """Where the runtime sends the events and result of work submitted on one socket."""
+    return f"{AGENT_REPLIES_PREFIX}.{gate_id}.{socket_id}"
+
+
+def agent_replies_of_gate(gate_id: str) -> str:
+    """The wildcard one gate subscribes to for all of its sockets."""
+    return f"{AGENT_REPLIES_PREFIX}.{gate_id}.*"
 
 
 def audit_subject(subject: str) -> str:

@@ -63,6 +63,18 @@ class Settings(BaseSettings):
     login_rate_limit: int = Field(default=10, ge=1)
     login_rate_window_s: float = Field(default=60.0, gt=0)
     allowed_origins: list[str] = Field(default_factory=list)
+
+    # WebSocket gate.
+    ws_max_per_session: int = Field(default=8, ge=1)
+    ws_max_per_user: int = Field(default=32, ge=1)
+    ws_max_pending_admissions: int = Field(default=256, ge=1)
+    ws_send_queue: int = Field(default=256, ge=1)
+    ws_max_in_flight: int = Field(default=32, ge=1)
+    ws_max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
+    ws_ping_interval_s: float = Field(default=20.0, gt=0)
+    ws_ping_timeout_s: float = Field(default=20.0, gt=0)
+    ws_drain_timeout_s: float = Field(default=5.0, ge=0)
+    agent_deadline_s: float = Field(default=300.0, gt=0)
     log_level: str = "INFO"
 
     @model_validator(mode="after")

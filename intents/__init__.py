@@ -1,5 +1,6 @@
 """Typed intents and replies: the only language the Experience Plane and the runtime share."""
 
+from intents.agent import AgentEvent, AgentMessage, AgentReply, AgentResult, RunAgent
 from intents.base import ErrorBody, ErrorReply, Intent, Reply, new_id, utcnow
 from intents.errors import (
     AuthenticationFailed,
@@ -54,6 +55,10 @@ from intents.user import (
 
 __all__ = [
     "REPLY_OF",
+    "AgentEvent",
+    "AgentMessage",
+    "AgentReply",
+    "AgentResult",
     "AuthenticateUser",
     "AuthenticateUserReply",
     "AuthenticationFailed",
@@ -86,6 +91,7 @@ __all__ = [
     "RevokeSessionReply",
     "RevokeUserSessions",
     "RevokeUserSessionsReply",
+    "RunAgent",
     "RuntimeUnavailable",
     "SessionExpired",
     "SessionInactive",
@@ -107,7 +113,8 @@ __all__ = [
     "utcnow",
 ]
 
-# The reply model of each intent: the request helper and the runtime dispatcher both read this.
+# The reply model of each request-reply intent (``RunAgent`` is not one: it goes through a
+# work queue and is answered with ``AgentEvent``s and an ``AgentResult``).
 REPLY_OF: dict[type[Intent], type[Reply]] = {
     AuthenticateUser: AuthenticateUserReply,
     CreateUser: CreateUserReply,

@@ -1,0 +1,155 @@
+"""Admission of a socket, all before any application message.
+
+Order: Origin allowlist, credentials present and well-formed, token signature and claims, then a
+``VerifySession`` request-reply to the runtime. Each failure maps to one close code.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+from urllib.parse import parse_qs, urlsplit
+
+from nats.aio.client import Client
+from starlette.datastructures import Headers
+from starlette.types import Scope
+
+from bus.request import request
+from experience.gate.protocol import BEARER_PREFIX, SUBPROTOCOL, TOKEN_QUERY_PARAM, CloseCode
+from intents import (
+    RuntimeUnavailable,
+    SessionExpired,
+    SessionInactive,
+    SessionNotFound,
+    SymphainyError,
+    TokenExpired,
+    TokenInvalid,
+    VerifySession,
+    VerifySessionReply,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Claims(Protocol):
+    """What the gate needs from a verified token."""
+
+    @property
+    def sub(self) -> str: ...
+
+    @property
+    def sid(self) -> str: ...
+
+    @property
+    def exp(self) -> datetime: ...
+
+
+TokenVerifier = Callable[[str], Claims]
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A socket that may be accepted."""
+
+    subprotocol: str | None
+    claims: Claims
+    session: VerifySessionReply
+
+    @property
+    def deadline(self) -> datetime:
+        """When the socket must be re-checked: the token's or the session's expiry."""
+        return min(self.claims.exp, self.session.expires_at)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A socket to accept only to close at once with ``code``."""
+
+    code: CloseCode
+    reason: str
+    subprotocol: str | None
+
+
+class Malformed(Exception):
+    """The handshake is not one we speak."""
+
+
+def read_credentials(scope: Scope) -> tuple[str | None, str | None]:
+    """(subprotocol to answer with, token) from the subprotocol pair or the query string."""
+    offered: Sequence[str] = scope.get("subprotocols") or []
+    chosen = SUBPROTOCOL if SUBPROTOCOL in offered else None
+    bearers = [p[len(BEARER_PREFIX) :] for p in offered if p.startswith(BEARER_PREFIX)]
+    if offered and chosen is None:
+        raise Malformed(f"subprotocol {SUBPROTOCOL} not offered")
+    if len(bearers) > 1:
+        raise Malformed("more than one bearer subprotocol")
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    from_query = query.get(TOKEN_QUERY_PARAM, [])
+    if len(from_query) > 1:
+        raise Malformed("more than one session_token parameter")
+    token = bearers[0] if bearers else (from_query[0] if from_query else None)
+    return chosen, token or None
+
+
+def origin_allowed(headers: Headers, allowed: Sequence[str]) -> bool:
+    """Allowlisted origins, or by default the page's own origin. No Origin: not a browser."""
+    origin = headers.get("origin")
+    if origin is None:
+        return True
+    if allowed:
+        return origin in allowed or "*" in allowed
+    return urlsplit(origin).netloc.lower() == headers.get("host", "").lower()
+
+
+async def admit(
+    scope: Scope,
+    nc: Client,
+    verify_token: TokenVerifier,
+    allowed_origins: Sequence[str],
+    timeout: float,
+    correlation_id: str,
+) -> Admitted | Rejected:
+    """Decide whether the socket of ``scope`` may be accepted; never raises."""
+    headers = Headers(scope=scope)
+    try:
+        subprotocol, token = read_credentials(scope)
+    except Malformed as exc:
+        offered = scope.get("subprotocols") or []
+        return Rejected(
+            CloseCode.MALFORMED, str(exc), SUBPROTOCOL if SUBPROTOCOL in offered else None
+        )
+    if not origin_allowed(headers, allowed_origins):
+        return Rejected(CloseCode.ORIGIN_FORBIDDEN, "origin not allowed", subprotocol)
+    if token is None:
+        return Rejected(CloseCode.TOKEN_INVALID, "token missing", subprotocol)
+    try:
+        claims = verify_token(token)
+    except TokenExpired:
+        return Rejected(CloseCode.EXPIRED, "token expired", subprotocol)
+    except TokenInvalid:
+        return Rejected(CloseCode.TOKEN_INVALID, "token invalid", subprotocol)
+    try:
+        session = await request(
+            nc,
+            VerifySession(
+                session_id=claims.sid,
+                user_id=claims.sub,
+                correlation_id=correlation_id,
+                actor=f"user:{claims.sub}",
+            ),
+            VerifySessionReply,
+            timeout,
+        )
+    except SessionExpired:
+        return Rejected(CloseCode.EXPIRED, "session expired", subprotocol)
+    except (SessionNotFound, SessionInactive):
+        return Rejected(CloseCode.SESSION_GONE, "session not found or revoked", subprotocol)
+    except RuntimeUnavailable:
+        return Rejected(CloseCode.RUNTIME_UNAVAILABLE, "runtime unavailable", subprotocol)
+    except SymphainyError as exc:
+        log.warning("session verification failed [%s]: %s", correlation_id, exc.code)
+        return Rejected(CloseCode.RUNTIME_UNAVAILABLE, exc.code, subprotocol)
+    return Admitted(subprotocol=subprotocol, claims=claims, session=session)

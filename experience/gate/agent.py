@@ -1,0 +1,153 @@
+"""The agent channel of the gate: client frames in, agent intents out, replies back.
+
+An intent frame becomes a ``RunAgent`` published to the JetStream work queue (acknowledged to
+the client once JetStream has stored it); the runtime's events and result come back on this
+gate's reply subject and go to exactly the socket that asked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING
+
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from pydantic import TypeAdapter, ValidationError
+
+from bus import names
+from bus.request import intent_headers
+from experience.gate import protocol
+from experience.gate.connection import Connection
+from experience.gate.protocol import ClientFrame, IntentFrame, RefreshFrame
+from intents import AgentEvent, AgentReply, AgentResult, RunAgent, TokenExpired, TokenInvalid
+from intents.base import new_id
+
+if TYPE_CHECKING:
+    from experience.gate.gate import Gate
+
+log = logging.getLogger(__name__)
+
+_frames: TypeAdapter[IntentFrame | RefreshFrame] = TypeAdapter(ClientFrame)
+_replies: TypeAdapter[AgentEvent | AgentResult] = TypeAdapter(AgentReply)
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors(include_input=False, include_url=False)[0]
+    where = ".".join(str(p) for p in first["loc"]) or "frame"
+    return f"{where}: {first['msg']}"
+
+
+class AgentChannel:
+    """Frames of every socket of one gate."""
+
+    def __init__(self, gate: Gate) -> None:
+        self._gate = gate
+
+    async def subscribe(self) -> Subscription:
+        """Listen for the replies to this gate's sockets."""
+        return await self._gate.nc.subscribe(
+            names.agent_replies_of_gate(self._gate.gate_id), cb=self._on_reply
+        )
+
+    async def on_frame(self, conn: Connection, text: str) -> None:
+        """Handle one text frame; a bad one gets an error frame and the socket stays open."""
+        try:
+            frame = _frames.validate_json(text)
+        except ValidationError as exc:
+            client_id = _client_id(text)
+            conn.send(protocol.error(client_id, "invalid_frame", _describe(exc)))
+            return
+        if isinstance(frame, IntentFrame):
+            await self._submit(conn, frame)
+        else:
+            await self._refresh(conn, frame)
+
+    async def _submit(self, conn: Connection, frame: IntentFrame) -> None:
+        if len(conn.in_flight) >= conn.max_in_flight:
+            conn.send(protocol.error(frame.id, "too_many_in_flight", "wait for results first"))
+            return
+        intent = RunAgent(
+            session_id=conn.session_id,
+            user_id=conn.user_id,
+            agent=frame.intent,
+            payload=frame.payload,
+            client_id=frame.id,
+            reply_subject=names.agent_reply_subject(self._gate.gate_id, conn.socket_id),
+            correlation_id=new_id(),
+            actor=f"user:{conn.user_id}",
+        ).with_deadline(self._gate.settings.agent_deadline_s)
+        try:
+            await self._gate.nc.jetstream().publish(
+                names.AGENT_RUN,
+                intent.to_wire(),
+                timeout=self._gate.settings.request_timeout_s,
+                headers=intent_headers(intent),
+            )
+        except Exception as exc:
+            log.warning("agent intent not queued [%s]: %s", intent.correlation_id, exc)
+            conn.send(protocol.error(frame.id, "runtime_unavailable", "could not queue the intent"))
+            return
+        conn.in_flight.add(intent.intent_id)
+        conn.send(
+            protocol.ack(frame.id, intent.intent_id) | {"correlation_id": intent.correlation_id}
+        )
+
+    async def _refresh(self, conn: Connection, frame: RefreshFrame) -> None:
+        try:
+            claims = self._gate.verify_token(frame.session_token)
+        except TokenExpired:
+            conn.send(protocol.error(None, "token_expired", "the new token has expired"))
+            return
+        except TokenInvalid:
+            conn.send(protocol.error(None, "token_invalid", "the new token is invalid"))
+            return
+        if claims.sid != conn.session_id or claims.sub != conn.user_id:
+            conn.send(protocol.error(None, "token_mismatch", "token is for another session"))
+            return
+        session = await self._gate.verify(conn, new_id())
+        if session is None:
+            return
+        conn.extend(claims.exp, session.expires_at)
+        conn.send(self._gate.expiry_of(claims.exp, session))
+
+    async def _on_reply(self, msg: Msg) -> None:
+        socket_id = msg.subject.rsplit(".", 1)[-1]
+        conn = self._gate.registry.get(socket_id)
+        if conn is None:
+            return
+        try:
+            reply = _replies.validate_json(msg.data)
+        except ValidationError:
+            log.warning("malformed agent reply on %s", msg.subject)
+            return
+        if isinstance(reply, AgentEvent):
+            conn.send(protocol.event(reply.client_id, reply.intent_id, reply.data))
+            return
+        conn.in_flight.discard(reply.intent_id)
+        if reply.ok:
+            conn.send(
+                protocol.result(reply.client_id, reply.intent_id, reply.data, reply.correlation_id)
+            )
+        else:
+            code = reply.error.code if reply.error else "internal"
+            message = reply.error.message if reply.error else "agent failed"
+            conn.send(
+                protocol.error(
+                    reply.client_id,
+                    code,
+                    message,
+                    intent_id=reply.intent_id,
+                    correlation_id=reply.correlation_id,
+                )
+            )
+
+
+def _client_id(text: str) -> str | None:
+    """The frame's ``id``, if it has a usable one, so the client can match the error."""
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        return None
+    value = raw.get("id") if isinstance(raw, dict) else None
+    return value if isinstance(value, str) and len(value) <= 128 else None

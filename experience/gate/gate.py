@@ -1,0 +1,236 @@
+"""The WebSocket gate: admission, live sockets, revocation, expiry, and the agent channel.
+
+One ``Gate`` per Experience Plane process. It holds one watch on the ``sessions`` bucket (a
+revocation from anywhere closes the session's sockets here with 4404) and one subscription for
+the agent replies addressed to its sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.api import DeliverPolicy
+from nats.js.kv import KV_DEL, KV_OP, KV_PURGE
+from starlette.websockets import WebSocket
+
+from bus import names
+from bus.request import request
+from bus.settings import Settings
+from experience.gate import protocol
+from experience.gate.admission import Admitted, Rejected, TokenVerifier, admit
+from experience.gate.agent import AgentChannel
+from experience.gate.connection import Connection
+from experience.gate.protocol import CloseCode
+from experience.gate.registry import LimitExceeded, Registry
+from intents import (
+    SessionExpired,
+    SessionInactive,
+    SessionNotFound,
+    SymphainyError,
+    VerifySession,
+    VerifySessionReply,
+    new_id,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+_ACTIVE_MARK = b'"state":"active"'
+
+
+def close_code_for(exc: SymphainyError) -> CloseCode:
+    """The close code for a failed session check."""
+    if isinstance(exc, SessionExpired):
+        return CloseCode.EXPIRED
+    if isinstance(exc, (SessionNotFound, SessionInactive)):
+        return CloseCode.SESSION_GONE
+    return CloseCode.RUNTIME_UNAVAILABLE
+
+
+class Gate:
+    """Admits sockets and keeps them honest for as long as they live."""
+
+    def __init__(self, settings: Settings, nc: Client, verify_token: TokenVerifier) -> None:
+        self.settings = settings
+        self.nc = nc
+        self.verify_token = verify_token
+        self.gate_id = new_id()[:12]
+        self.registry = Registry(settings.ws_max_per_session, settings.ws_max_per_user)
+        self.agents = AgentChannel(self)
+        self._pending_admissions = 0
+        self._writers: set[asyncio.Task[None]] = set()
+        self._subs: list[Subscription] = []
+        self._stopped = False
+
+    async def start(self) -> None:
+        """Watch the sessions bucket and listen for agent replies."""
+        self._subs.append(
+            await self.nc.jetstream().subscribe(
+                f"$KV.{names.SESSIONS_BUCKET}.>",
+                cb=self._on_session_change,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.NEW,
+            )
+        )
+        self._subs.append(await self.agents.subscribe())
+
+    async def stop(self) -> None:
+        """Close every socket with 1001 and wait (bounded) for the close frames to go out."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.registry.close_all(CloseCode.GOING_AWAY, "server going away")
+        if self._writers:
+            await asyncio.wait(set(self._writers), timeout=self.settings.ws_drain_timeout_s)
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _on_session_change(self, msg: Msg) -> None:
+        session_id = msg.subject.rsplit(".", 1)[-1]
+        op = (msg.headers or {}).get(KV_OP)
+        if op in (KV_DEL, KV_PURGE):
+            self.registry.session_ended(session_id, CloseCode.SESSION_GONE)
+        elif _ACTIVE_MARK not in msg.data:
+            expired = b'"state":"expired"' in msg.data
+            code = CloseCode.EXPIRED if expired else CloseCode.SESSION_GONE
+            closed = self.registry.session_ended(session_id, code)
+            if closed:
+                log.info("session %s ended: closed %d socket(s) with %d", session_id, closed, code)
+
+    async def serve(self, websocket: WebSocket) -> None:
+        """The whole life of one socket, from handshake to close."""
+        correlation_id = new_id()
+        if self._stopped:
+            await self._reject(websocket, Rejected(CloseCode.GOING_AWAY, "shutting down", None))
+            return
+        if self._pending_admissions >= self.settings.ws_max_pending_admissions:
+            await self._reject(websocket, Rejected(CloseCode.TOO_MANY, "too many admissions", None))
+            return
+        self._pending_admissions += 1
+        try:
+            outcome = await admit(
+                websocket.scope,
+                self.nc,
+                self.verify_token,
+                self.settings.allowed_origins,
+                self.settings.request_timeout_s,
+                correlation_id,
+            )
+        finally:
+            self._pending_admissions -= 1
+        if isinstance(outcome, Rejected):
+            log.info("socket rejected %d (%s) [%s]", outcome.code, outcome.reason, correlation_id)
+            await self._reject(websocket, outcome)
+            return
+        try:
+            self.registry.check_limits(outcome.claims.sid, outcome.claims.sub)
+        except LimitExceeded as exc:
+            log.info("socket rejected 4429 (%s) [%s]", exc, correlation_id)
+            await self._reject(
+                websocket, Rejected(CloseCode.TOO_MANY, str(exc), outcome.subprotocol)
+            )
+            return
+        await self._run(websocket, outcome, correlation_id)
+
+    async def _reject(self, websocket: WebSocket, rejected: Rejected) -> None:
+        # Accept only to close at once: a pre-accept 403 reaches a browser as a bare 1006.
+        try:
+            await websocket.accept(subprotocol=rejected.subprotocol)
+            await websocket.close(rejected.code, rejected.reason[:120])
+        except Exception:
+            log.debug("peer left during rejection", exc_info=True)
+
+    async def _run(self, websocket: WebSocket, admitted: Admitted, correlation_id: str) -> None:
+        await websocket.accept(subprotocol=admitted.subprotocol)
+        conn = Connection(
+            websocket,
+            socket_id=new_id(),
+            session_id=admitted.claims.sid,
+            user_id=admitted.claims.sub,
+            token_exp=admitted.claims.exp,
+            session_expires_at=admitted.session.expires_at,
+            queue_size=self.settings.ws_send_queue,
+            max_in_flight=self.settings.ws_max_in_flight,
+        )
+        self.registry.add(conn)
+        writer = asyncio.create_task(conn.run_writer())
+        self._writers.add(writer)
+        watchdog = asyncio.create_task(self._watch_expiry(conn))
+        log.info(
+            "socket %s admitted for session %s [%s]",
+            conn.socket_id,
+            conn.session_id,
+            correlation_id,
+        )
+        try:
+            await self._read(conn)
+        finally:
+            conn.close(1000, "bye")
+            self.registry.remove(conn)
+            watchdog.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(writer, timeout=self.settings.ws_drain_timeout_s)
+            self._writers.discard(writer)
+
+    async def _read(self, conn: Connection) -> None:
+        while True:
+            message = await conn.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if conn.closing:
+                continue
+            text = message.get("text")
+            if text is None:
+                conn.send(protocol.error(None, "invalid_frame", "binary frames are not supported"))
+                continue
+            if len(text) > self.settings.ws_max_frame_bytes:
+                conn.send(protocol.error(None, "invalid_frame", "frame too large"))
+                continue
+            await self.agents.on_frame(conn, text)
+
+    async def verify(self, conn: Connection, correlation_id: str) -> VerifySessionReply | None:
+        """Re-check the socket's session; on failure, close it with the matching code."""
+        try:
+            return await request(
+                self.nc,
+                VerifySession(
+                    session_id=conn.session_id,
+                    user_id=conn.user_id,
+                    correlation_id=correlation_id,
+                    actor=f"user:{conn.user_id}",
+                ),
+                VerifySessionReply,
+                self.settings.request_timeout_s,
+            )
+        except SymphainyError as exc:
+            conn.close(close_code_for(exc), exc.code)
+            return None
+
+    async def _watch_expiry(self, conn: Connection) -> None:
+        while not conn.closing:
+            delay = (conn.deadline - utcnow()).total_seconds()
+            if delay > 0:
+                conn.deadline_changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(conn.deadline_changed.wait(), timeout=delay)
+                continue
+            if conn.token_exp <= utcnow():
+                conn.close(CloseCode.EXPIRED, "token expired")
+                return
+            session = await self.verify(conn, new_id())
+            if session is not None:
+                conn.extend(conn.token_exp, session.expires_at)
+                if session.expires_at <= utcnow():
+                    conn.close(CloseCode.EXPIRED, "session expired")
+
+    def expiry_of(self, exp: datetime, session: VerifySessionReply) -> dict[str, Any]:
+        """The ``refreshed`` frame for new expiries."""
+        return protocol.refreshed(min(exp, session.expires_at).isoformat())
