@@ -67,6 +67,16 @@ def agent_replies_of_gate(gate_id: str) -> str:
     return f"{AGENT_REPLIES_PREFIX}.{gate_id}.*"
 
 
+def kv_stream(bucket: str) -> str:
+    """The JetStream stream behind a KV bucket."""
+    return f"KV_{bucket}"
+
+
+def kv_key_subject(bucket: str, key: str = ">") -> str:
+    """The subject a KV bucket stores ``key`` under (``>``: every key)."""
+    return f"$KV.{bucket}.{key}"
+
+
 def audit_subject(subject: str) -> str:
     """Where the audit record of an intent sent on ``subject`` goes."""
     return AUDIT_PREFIX + subject

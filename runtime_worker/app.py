@@ -70,5 +70,7 @@ async def start_worker(
     for make in (session_router, user_router, system_router):
         broker.include_router(make(deps, dispatcher))
     await broker.start()
+    # Make sure the server has our subscriptions before anyone is told we are up.
+    await nc.flush()
     log.info("runtime worker %s started on %s", worker_id, settings.nats_url)
     return Worker(worker_id=worker_id, broker=broker)

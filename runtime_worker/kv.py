@@ -13,17 +13,21 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from nats.errors import ConnectionClosedError, NoRespondersError, TimeoutError
+from nats.js.api import DeliverPolicy
 from nats.js.errors import (
     APIError,
     KeyDeletedError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
-    NoKeysError,
     ServiceUnavailableError,
 )
-from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
+
+from bus import names
 
 T = TypeVar("T")
+
+ENTRIES_IDLE_TIMEOUT_S = 2.0
 
 
 class KVError(Exception):
@@ -126,27 +130,45 @@ class NatsBucket:
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
 
     async def entries(self) -> list[Entry]:
-        """Every live entry, read through one ordered consumer (no per-key round trips)."""
+        """Every live entry, read through one ordered consumer (no per-key round trips).
+
+        The last message of each key is delivered; ``num_pending`` of 0 marks the end. (nats-py's
+        own watcher can signal the end before an entry already in flight, so it is not used.)
+        """
+        js = self._kv._js
+        bucket = self._kv._name
         try:
-            watcher = await self._kv.watchall(ignore_deletes=True)
-        except NoKeysError:
-            return []
+            info = await js.stream_info(names.kv_stream(bucket))
+            if not info.state.messages:
+                return []
+            sub = await js.subscribe(
+                names.kv_key_subject(bucket),
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+            )
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+        prefix = names.kv_key_subject(bucket, "")
         found: list[Entry] = []
         try:
             while True:
-                update = await watcher.updates(timeout=5.0)  # type: ignore[no-untyped-call]
-                if update is None:
+                try:
+                    msg = await sub.next_msg(timeout=ENTRIES_IDLE_TIMEOUT_S)
+                except TimeoutError:
+                    break  # what was there expired between stream_info and subscribe
+                op = (msg.headers or {}).get(KV_OP)
+                if op not in (KV_DEL, KV_PURGE) and msg.data:
+                    found.append(
+                        Entry(
+                            key=msg.subject[len(prefix) :],
+                            value=msg.data,
+                            revision=msg.metadata.sequence.stream,
+                        )
+                    )
+                if msg.metadata.num_pending == 0:
                     break
-                if update.operation in (KV_DEL, KV_PURGE) or not update.value:
-                    continue
-                assert update.revision is not None
-                found.append(Entry(key=update.key, value=update.value, revision=update.revision))
-        except TimeoutError as exc:
-            raise StoreUnavailable("timed out listing the bucket") from exc
         finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
+            await sub.unsubscribe()
         return found
 
 

@@ -12,12 +12,15 @@ from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
 
 from bus.connection import connect
 from bus.embedded import EmbeddedNats
 from bus.settings import Settings
+from runtime_worker.passwords import Passwords
 
-TIER_BY_FOLDER = {"unit": "unit", "nats": "nats", "http": "http"}
+TIER_BY_FOLDER = {"unit": "unit", "nats": "nats", "http": "http", "ws": "ws"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -59,3 +62,9 @@ async def nc(nats_server: EmbeddedNats) -> AsyncIterator[Client]:
         yield client
     finally:
         await client.close()
+
+
+@pytest.fixture(scope="session")
+def cheap_passwords() -> Passwords:
+    """Argon2 with minimal cost: tests are about behaviour, not hashing cost."""
+    return Passwords(PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),)))

@@ -73,7 +73,7 @@ class Gate:
         """Watch the sessions bucket and listen for agent replies."""
         self._subs.append(
             await self.nc.jetstream().subscribe(
-                f"$KV.{names.SESSIONS_BUCKET}.>",
+                names.kv_key_subject(names.SESSIONS_BUCKET),
                 cb=self._on_session_change,
                 ordered_consumer=True,
                 deliver_policy=DeliverPolicy.NEW,
