@@ -1,0 +1,1 @@
+"""The Experience Plane: HTTP and WebSocket, authentication, intents out."""

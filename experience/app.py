@@ -1,0 +1,93 @@
+"""The Experience Plane: HTTP and WebSocket in, typed intents on NATS out.
+
+``create_app(settings)`` builds the FastAPI app. Its lifespan connects to NATS, loads the
+signing keys (from settings, or the data dir), and starts the WebSocket gate.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bus import names
+from bus.connection import connect
+from bus.settings import Settings
+from experience import errors, keys, logs
+from experience.gate.gate import Gate
+from experience.ratelimit import LoginLimiter
+from experience.routes import agent, auth, health, sessions
+from experience.tokens import Tokens
+from intents import new_id
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+_CORRELATION = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class CorrelationMiddleware:
+    """Give each HTTP request a correlation id (the caller's, if sane) and echo it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = names.CORRELATION_HEADER.lower().encode()
+        given = dict(scope["headers"]).get(header, b"").decode("latin-1")
+        correlation_id = given if _CORRELATION.match(given) else new_id()
+        scope.setdefault("state", {})["correlation_id"] = correlation_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (header, correlation_id.encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The Experience Plane for ``settings``."""
+    settings = keys.resolve(settings)
+    tokens = Tokens.from_settings(settings)
+    logs.install()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        nc = await connect(settings.nats_url, f"symphainy-experience-{new_id()[:8]}")
+        gate = Gate(settings, nc, tokens.verify)
+        app.state.nc = nc
+        app.state.gate = gate
+        try:
+            await gate.start()
+            log.info("experience plane connected to %s", settings.nats_url)
+            yield
+        finally:
+            await gate.stop()
+            await nc.drain()
+
+    app = FastAPI(
+        title="symphainy",
+        summary="Sessions and intents over NATS",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.tokens = tokens
+    app.state.limiter = LoginLimiter(settings.login_rate_limit, settings.login_rate_window_s)
+    errors.install(app, settings.retry_after_s)
+    for module in (auth, sessions, health, agent):
+        app.include_router(module.router)
+    app.add_middleware(CorrelationMiddleware)
+    if STATIC_DIR.is_dir():
+        app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="web")
+    return app
