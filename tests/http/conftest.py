@@ -1,0 +1,5 @@
+"""HTTP tier: a real client against real uvicorn, runtime and NATS."""
+
+from tests.stack import make_stack, stack
+
+__all__ = ["make_stack", "stack"]
