@@ -16,7 +16,9 @@ from typing import Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import Error as NatsError
 from nats.js.api import DeliverPolicy
+from nats.js.errors import NotFoundError
 from nats.js.kv import KV_DEL, KV_OP, KV_PURGE
 from starlette.websockets import WebSocket
 
@@ -68,24 +70,47 @@ class Gate:
         self._writers: set[asyncio.Task[None]] = set()
         self._subs: list[Subscription] = []
         self._stopped = False
+        self._retry: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Watch the sessions bucket and listen for agent replies."""
-        self._subs.append(
-            await self.nc.jetstream().subscribe(
+        """Watch the sessions bucket and listen for agent replies.
+
+        The bucket is the runtime's to create: if no runtime has run yet, keep trying in the
+        background (sockets cannot be admitted before then anyway: nobody answers VerifySession).
+        """
+        self._subs.append(await self.agents.subscribe())
+        if not await self._watch_sessions():
+            self._retry = asyncio.create_task(self._watch_sessions_when_ready())
+
+    async def _watch_sessions(self) -> bool:
+        try:
+            sub = await self.nc.jetstream().subscribe(
                 names.kv_key_subject(names.SESSIONS_BUCKET),
                 cb=self._on_session_change,
                 ordered_consumer=True,
                 deliver_policy=DeliverPolicy.NEW,
             )
-        )
-        self._subs.append(await self.agents.subscribe())
+        except NotFoundError:
+            return False
+        self._subs.append(sub)
+        return True
+
+    async def _watch_sessions_when_ready(self) -> None:
+        log.warning("no sessions bucket yet: waiting for a runtime worker to create it")
+        while not self._stopped:
+            await asyncio.sleep(1.0)
+            with contextlib.suppress(NatsError):
+                if await self._watch_sessions():
+                    log.info("watching the sessions bucket")
+                    return
 
     async def stop(self) -> None:
         """Close every socket with 1001 and wait (bounded) for the close frames to go out."""
         if self._stopped:
             return
         self._stopped = True
+        if self._retry is not None:
+            self._retry.cancel()
         self.registry.close_all(CloseCode.GOING_AWAY, "server going away")
         if self._writers:
             await asyncio.wait(set(self._writers), timeout=self.settings.ws_drain_timeout_s)

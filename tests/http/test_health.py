@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.stack import Stack
+from tests.stack import Stack, StackFactory
 
 
 async def test_healthz_and_readyz(stack: Stack) -> None:
@@ -57,3 +57,14 @@ async def test_query_strings_never_reach_the_logs(
     # Only the client's own log (httpx) may know the URL it asked for.
     server_side = [r.getMessage() for r in caplog.records if not r.name.startswith("httpx")]
     assert not [line for line in server_side if "very-secret-token" in line]
+
+
+async def test_experience_may_start_before_any_runtime(make_stack: StackFactory) -> None:
+    stack = await make_stack(workers=0)
+    async with httpx.AsyncClient(base_url=stack.base_url) as http:
+        assert (await http.get("/readyz")).status_code == 503
+        await stack.start_worker()
+        await stack.add_user("alice")
+        assert (await http.get("/readyz")).status_code == 200
+    login = await stack.login("alice")
+    assert login["user"]["username"] == "alice"
