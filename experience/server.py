@@ -6,7 +6,9 @@ close every socket with 1001 (going away) and drain, then lets uvicorn finish.
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import Generator
 
 import uvicorn
 from fastapi import FastAPI
@@ -17,9 +19,21 @@ from bus.settings import Settings
 class ExperienceServer(uvicorn.Server):
     """uvicorn, with a gate drain before its own shutdown."""
 
-    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+    def __init__(
+        self, config: uvicorn.Config, app: FastAPI, *, handle_signals: bool = True
+    ) -> None:
         super().__init__(config)
         self._app = app
+        self._handle_signals = handle_signals
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        """uvicorn's signal handling, unless the caller handles signals for the whole process."""
+        if self._handle_signals:
+            with super().capture_signals():
+                yield
+        else:
+            yield
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """Drain the gate (1001 to every socket), then shut down as uvicorn does."""
@@ -34,7 +48,9 @@ class ExperienceServer(uvicorn.Server):
         return int(self.servers[0].sockets[0].getsockname()[1])
 
 
-def build_server(app: FastAPI, settings: Settings, host: str, port: int) -> ExperienceServer:
+def build_server(
+    app: FastAPI, settings: Settings, host: str, port: int, *, handle_signals: bool = True
+) -> ExperienceServer:
     """A server for ``app`` with the gate's keep-alive pings and frame size limit."""
     config = uvicorn.Config(
         app,
@@ -49,4 +65,4 @@ def build_server(app: FastAPI, settings: Settings, host: str, port: int) -> Expe
         timeout_graceful_shutdown=max(1, int(settings.ws_drain_timeout_s) + 1),
         lifespan="on",
     )
-    return ExperienceServer(config, app)
+    return ExperienceServer(config, app, handle_signals=handle_signals)

@@ -1,0 +1,1 @@
+"""The ``symphainy`` command line: run the system or one component, manage users and sessions."""

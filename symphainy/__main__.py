@@ -1,0 +1,5 @@
+"""``python -m symphainy``."""
+
+from symphainy.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,162 @@
+"""``users`` and ``sessions``: operator commands that act through intents, like everything else."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+
+import nats
+from nats.aio.client import Client
+from pydantic import SecretStr, ValidationError
+
+from bus.request import ask
+from bus.settings import Settings
+from intents import (
+    CreateUser,
+    CreateUserReply,
+    ListSessions,
+    ListSessionsReply,
+    ListUsers,
+    ListUsersReply,
+    RemoveUser,
+    RemoveUserReply,
+    Reply,
+    RevokeSession,
+    RevokeSessionReply,
+    RuntimeUnavailable,
+    SessionNotFound,
+    SymphainyError,
+)
+
+ACTOR = "cli"
+CONNECT_TIMEOUT_S = 3.0
+
+
+class CommandError(Exception):
+    """A failure to report in one line."""
+
+
+async def command(settings: Settings, args: argparse.Namespace) -> int:
+    """Run one ``users``/``sessions`` command; the exit code."""
+    try:
+        nc = await _connect(settings.nats_url)
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        handler = HANDLERS[(args.command, args.action)]
+        for line in await handler(nc, settings, args):
+            print(line)
+    except RuntimeUnavailable:
+        print(f"error: no runtime worker is answering on {settings.nats_url}", file=sys.stderr)
+        return 1
+    except (SymphainyError, CommandError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await nc.close()
+    return 0
+
+
+async def _connect(url: str) -> Client:
+    async def quiet(exc: Exception) -> None:
+        return None
+
+    try:
+        # nats-py keeps retrying an initial connect that is refused; bound it ourselves.
+        return await asyncio.wait_for(
+            nats.connect(
+                servers=[url],
+                name="symphainy-cli",
+                connect_timeout=CONNECT_TIMEOUT_S,
+                allow_reconnect=False,
+                error_cb=quiet,
+            ),
+            CONNECT_TIMEOUT_S,
+        )
+    except TimeoutError as exc:
+        raise CommandError(f"cannot reach NATS at {url} (is symphainy up?)") from exc
+    except Exception as exc:
+        raise CommandError(f"cannot reach NATS at {url} ({exc or type(exc).__name__})") from exc
+
+
+async def _call(nc: Client, settings: Settings, intent_factory: object, **fields: object) -> Reply:
+    try:
+        intent = intent_factory(actor=ACTOR, **fields)  # type: ignore[operator]
+    except ValidationError as exc:
+        problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        raise CommandError(problems) from exc
+    return await ask(nc, intent, settings.request_timeout_s)
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise CommandError("the passwords differ")
+    if not password:
+        raise CommandError("empty password")
+    return password
+
+
+async def users_add(nc: Client, settings: Settings, args: argparse.Namespace) -> list[str]:
+    """Add a user."""
+    password = SecretStr(_read_password(args.password_stdin))
+    reply = await _call(nc, settings, CreateUser, username=args.name, password=password)
+    assert isinstance(reply, CreateUserReply)
+    return [f"added user {reply.user.username} ({reply.user.id})"]
+
+
+async def users_list(nc: Client, settings: Settings, args: argparse.Namespace) -> list[str]:
+    """List users."""
+    reply = await _call(nc, settings, ListUsers)
+    assert isinstance(reply, ListUsersReply)
+    lines = [f"{'USERNAME':<24} {'ID':<32} CREATED"]
+    lines += [f"{u.username:<24} {u.id:<32} {u.created_at:%Y-%m-%d %H:%M:%S}" for u in reply.users]
+    return lines
+
+
+async def users_remove(nc: Client, settings: Settings, args: argparse.Namespace) -> list[str]:
+    """Remove a user; their sessions are revoked."""
+    reply = await _call(nc, settings, RemoveUser, username=args.name)
+    assert isinstance(reply, RemoveUserReply)
+    revoked = len(reply.revoked_sessions)
+    return [f"removed user {reply.user.username}; revoked {revoked} session(s)"]
+
+
+async def sessions_list(nc: Client, settings: Settings, args: argparse.Namespace) -> list[str]:
+    """List sessions, live ones unless ``--all``."""
+    reply = await _call(nc, settings, ListSessions, username=args.user, include_inactive=args.all)
+    assert isinstance(reply, ListSessionsReply)
+    lines = [f"{'SESSION':<32} {'USER':<16} {'STATE':<8} {'CREATED':<19} EXPIRES"]
+    lines += [
+        f"{s.session_id:<32} {s.username:<16} {s.state:<8} "
+        f"{s.created_at:%Y-%m-%d %H:%M:%S} {s.expires_at:%Y-%m-%d %H:%M:%S}"
+        for s in reply.sessions
+    ]
+    return lines
+
+
+async def sessions_revoke(nc: Client, settings: Settings, args: argparse.Namespace) -> list[str]:
+    """Revoke one session; its sockets close with 4404."""
+    try:
+        reply = await _call(
+            nc, settings, RevokeSession, session_id=args.session_id, reason="revoked by operator"
+        )
+    except CommandError as exc:
+        raise SessionNotFound(f"no session {args.session_id}") from exc
+    assert isinstance(reply, RevokeSessionReply)
+    return [f"session {reply.session.session_id} is {reply.session.state}"]
+
+
+HANDLERS = {
+    ("users", "add"): users_add,
+    ("users", "list"): users_list,
+    ("users", "remove"): users_remove,
+    ("sessions", "list"): sessions_list,
+    ("sessions", "revoke"): sessions_revoke,
+}

@@ -1,0 +1,130 @@
+"""Argument parsing: each command only turns flags into ``Settings`` and calls one function.
+
+symphainy up | runtime | experience
+symphainy users add NAME [--password-stdin] | users list | users remove NAME
+symphainy sessions list [--user NAME] [--all] | sessions revoke ID
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from bus.settings import Settings
+from symphainy import admin, run
+
+# Flags that map one to one onto settings fields.
+SETTING_FLAGS = ("host", "port", "data_dir", "nats_url", "nats_port", "workers", "dev_mode")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line."""
+    parser = argparse.ArgumentParser(
+        prog="symphainy", description="Sessions and intents over NATS."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="the whole system on this machine, NATS embedded")
+    _serving(up)
+    _runtime(up)
+    up.add_argument(
+        "--dev",
+        dest="dev_mode",
+        action="store_true",
+        default=None,
+        help="development mode: allows placeholder signing keys",
+    )
+    up.add_argument("--nats-url", help="use this NATS instead of starting the embedded one")
+    up.add_argument("--nats-port", type=int, help="embedded NATS port (default 4222)")
+    up.add_argument("--data-dir", type=Path, help="data directory (default ./.symphainy)")
+
+    runtime = commands.add_parser("runtime", help="runtime worker(s) against --nats-url")
+    _runtime(runtime)
+    _nats(runtime)
+
+    experience = commands.add_parser("experience", help="the Experience Plane against --nats-url")
+    _serving(experience)
+    _nats(experience)
+    for component in (runtime, experience):
+        component.add_argument(
+            "--dev",
+            dest="dev_mode",
+            action="store_true",
+            default=None,
+            help="development mode: allows placeholder signing keys",
+        )
+
+    users = commands.add_parser("users", help="manage users").add_subparsers(
+        dest="action", required=True
+    )
+    add = users.add_parser("add", help="add a user (password from a prompt or stdin)")
+    add.add_argument("name")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    _nats(add)
+    _nats(users.add_parser("list", help="list users"))
+    remove = users.add_parser("remove", help="remove a user and revoke their sessions")
+    remove.add_argument("name")
+    _nats(remove)
+
+    sessions = commands.add_parser("sessions", help="inspect and revoke sessions").add_subparsers(
+        dest="action", required=True
+    )
+    listing = sessions.add_parser("list", help="list live sessions")
+    listing.add_argument("--user", help="only this user's sessions")
+    listing.add_argument("--all", action="store_true", help="include revoked and expired ones")
+    _nats(listing)
+    revoke = sessions.add_parser("revoke", help="revoke one session")
+    revoke.add_argument("session_id")
+    _nats(revoke)
+    return parser
+
+
+def _nats(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--nats-url", help="NATS to use (default nats://127.0.0.1:4222)")
+    parser.add_argument("--data-dir", type=Path, help="data directory (default ./.symphainy)")
+
+
+def _serving(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to serve HTTP on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to serve HTTP on (default 8000; 0 = any)")
+
+
+def _runtime(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, help="runtime workers to start (default 1)")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings: flags first, then ``SYMPHAINY_*`` variables, then ``.env``, then defaults."""
+    overrides: dict[str, Any] = {
+        name: getattr(args, name) for name in SETTING_FLAGS if getattr(args, name, None) is not None
+    }
+    return Settings(**overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+    except ValidationError as exc:
+        print(f"error: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    serving = args.command in ("up", "runtime", "experience")
+    logging.basicConfig(
+        level=settings.log_level if serving else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "up":
+        return run.main(run.up(settings, embedded=args.nats_url is None))
+    if args.command == "runtime":
+        return run.main(run.runtime(settings))
+    if args.command == "experience":
+        return run.main(run.experience(settings))
+    return asyncio.run(admin.command(settings, args))
