@@ -20,7 +20,7 @@ from bus.embedded import EmbeddedNats
 from bus.settings import Settings
 from runtime_worker.passwords import Passwords
 
-TIER_BY_FOLDER = {"unit": "unit", "nats": "nats", "http": "http", "ws": "ws"}
+TIER_BY_FOLDER = {"unit": "unit", "nats": "nats", "http": "http", "ws": "ws", "e2e": "e2e"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
