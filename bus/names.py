@@ -62,6 +62,16 @@ def agent_reply_subject(gate_id: str, socket_id: str) -> str:
     return f"{AGENT_REPLIES_PREFIX}.{gate_id}.{socket_id}"
 
 
+def is_agent_reply_subject(subject: str) -> bool:
+    """Whether ``subject`` is one socket's reply subject: the runtime answers nowhere else."""
+    parts = subject.split(".")
+    return (
+        len(parts) == 4
+        and ".".join(parts[:2]) == AGENT_REPLIES_PREFIX
+        and all(part and part not in ("*", ">") for part in parts[2:])
+    )
+
+
 def agent_replies_of_gate(gate_id: str) -> str:
     """The wildcard one gate subscribes to for all of its sockets."""
     return f"{AGENT_REPLIES_PREFIX}.{gate_id}.*"

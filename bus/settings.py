@@ -75,6 +75,15 @@ class Settings(BaseSettings):
     ws_ping_timeout_s: float = Field(default=20.0, gt=0)
     ws_drain_timeout_s: float = Field(default=5.0, ge=0)
     agent_deadline_s: float = Field(default=300.0, gt=0)
+
+    # Agent work (runtime side). A delivery not acked within ``agent_ack_wait_s`` goes to another
+    # worker; a running agent keeps extending it. The delivery after ``agent_max_attempts`` is
+    # answered with an error instead of being run again.
+    agent_concurrency: int = Field(default=16, ge=1, le=1024)
+    agent_ack_wait_s: float = Field(default=30.0, ge=1)
+    agent_max_attempts: int = Field(default=5, ge=1, le=100)
+    agent_drain_timeout_s: float = Field(default=5.0, ge=0)
+    agent_queue_max_msgs: int = Field(default=100_000, ge=1)
     log_level: str = "INFO"
 
     @model_validator(mode="after")

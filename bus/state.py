@@ -1,4 +1,5 @@
-"""The State Surface on JetStream: the ``INTENTS`` audit stream and the KV buckets.
+"""The State Surface on JetStream: the ``INTENTS`` audit stream, the KV buckets, and the
+``AGENT_WORK`` queue with its one durable consumer.
 
 ``ensure_state_surface`` is idempotent: every runtime worker calls it at start, and a second
 caller finds what the first one made.
@@ -10,7 +11,16 @@ import logging
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
@@ -44,6 +54,40 @@ def audit_stream_config(settings: Settings) -> StreamConfig:
     )
 
 
+def agent_work_stream_config(settings: Settings) -> StreamConfig:
+    """Agent work waiting for a worker: a work queue, so a message is gone once it is answered.
+
+    Full means new work is refused (the gate tells the client) rather than old work dropped.
+    """
+    return StreamConfig(
+        name=names.AGENT_WORK_STREAM,
+        description="Agent work (RunAgent) waiting for a runtime worker; removed once answered",
+        subjects=[names.AGENT_ALL],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        num_replicas=settings.kv_replicas,
+        max_msgs=settings.agent_queue_max_msgs,
+        discard=DiscardPolicy.NEW,
+    )
+
+
+def agent_consumer_config(settings: Settings) -> ConsumerConfig:
+    """The durable pull consumer every worker shares, so work is load-balanced across them.
+
+    One delivery more than ``agent_max_attempts``: the last one is answered with an error
+    instead of being run, so a message that keeps killing workers still gets a reply.
+    """
+    return ConsumerConfig(
+        name=names.AGENT_CONSUMER,
+        durable_name=names.AGENT_CONSUMER,
+        description="Runtime workers executing agent work",
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=settings.agent_ack_wait_s,
+        max_deliver=settings.agent_max_attempts + 1,
+    )
+
+
 def bucket_configs(settings: Settings) -> list[KeyValueConfig]:
     """The KV buckets. Session entries outlive the longest session by a day, then vanish."""
 
@@ -74,7 +118,7 @@ def bucket_configs(settings: Settings) -> list[KeyValueConfig]:
 
 
 async def ensure_state_surface(js: JetStreamContext, settings: Settings) -> StateSurface:
-    """Create the audit stream and the buckets unless they exist, and return the buckets."""
+    """Create (or bring up to date) the streams, the agent consumer and the buckets."""
     stream = audit_stream_config(settings)
     try:
         await js.stream_info(names.INTENTS_STREAM)
@@ -84,6 +128,9 @@ async def ensure_state_surface(js: JetStreamContext, settings: Settings) -> Stat
         except BadRequestError:
             # Another worker created it between our two calls.
             await js.stream_info(names.INTENTS_STREAM)
+    await _stream(js, agent_work_stream_config(settings))
+    # CONSUMER.CREATE with a name creates, or updates a consumer whose config differs.
+    await js.add_consumer(names.AGENT_WORK_STREAM, agent_consumer_config(settings))
     buckets: dict[str, KeyValue] = {}
     for config in bucket_configs(settings):
         buckets[config.bucket] = await _bucket(js, config)
@@ -103,3 +150,11 @@ async def _bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
         return await js.create_key_value(config)
     except BadRequestError:
         return await js.key_value(config.bucket)
+
+
+async def _stream(js: JetStreamContext, config: StreamConfig) -> None:
+    """Create the stream, or update it if it exists with another config."""
+    try:
+        await js.add_stream(config)
+    except BadRequestError:  # "stream name already in use with a different configuration"
+        await js.update_stream(config)

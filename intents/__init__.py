@@ -3,6 +3,7 @@
 from intents.agent import AgentEvent, AgentMessage, AgentReply, AgentResult, RunAgent
 from intents.base import ErrorBody, ErrorReply, Intent, Reply, new_id, utcnow
 from intents.errors import (
+    AgentNotFound,
     AuthenticationFailed,
     Conflict,
     DeadlineExceeded,
@@ -57,6 +58,7 @@ __all__ = [
     "REPLY_OF",
     "AgentEvent",
     "AgentMessage",
+    "AgentNotFound",
     "AgentReply",
     "AgentResult",
     "AuthenticateUser",

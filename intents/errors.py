@@ -7,7 +7,8 @@
     ├── TokenExpired                    token_expired
     ├── NotFound                        not_found
     │   ├── SessionNotFound             session_not_found
-    │   └── UserNotFound                user_not_found
+    │   ├── UserNotFound                user_not_found
+    │   └── AgentNotFound               agent_not_found
     ├── SessionInactive                 session_inactive
     │   ├── SessionRevoked              session_revoked
     │   └── SessionExpired              session_expired
@@ -86,6 +87,13 @@ class UserNotFound(NotFound):
 
     code = "user_not_found"
     default_message = "user not found"
+
+
+class AgentNotFound(NotFound):
+    """No agent of that name runs here."""
+
+    code = "agent_not_found"
+    default_message = "no such agent"
 
 
 class SessionInactive(SymphainyError):

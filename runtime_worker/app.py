@@ -1,6 +1,8 @@
-"""A runtime worker: one FastStream broker joining the family routers over the State Surface.
+"""A runtime worker: one FastStream broker joining the family routers over the State Surface,
+and an agent runner pulling agent work from JetStream on the same connection.
 
-Workers keep no state of their own; start as many as you like (they share a queue group).
+Workers keep no state of their own; start as many as you like (they share a queue group for
+intents and one durable consumer for agent work).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from bus.connection import connection_options
 from bus.settings import Settings
 from bus.state import ensure_state_surface
 from intents import new_id, utcnow
+from runtime_worker.agents import AgentRunner, Agents, builtin_agents
 from runtime_worker.deps import Deps
 from runtime_worker.dispatch import Clock, Dispatcher
 from runtime_worker.passwords import Passwords
@@ -29,9 +32,11 @@ class Worker:
 
     worker_id: str
     broker: NatsBroker
+    runner: AgentRunner
 
     async def stop(self) -> None:
-        """Stop taking intents, finish those in flight, disconnect."""
+        """Stop taking work, finish (or hand back) what is in flight, disconnect."""
+        await self.runner.stop()
         await self.broker.stop()
         log.info("runtime worker %s stopped", self.worker_id)
 
@@ -52,8 +57,12 @@ async def start_worker(
     clock: Clock = utcnow,
     worker_id: str | None = None,
     passwords: Passwords | None = None,
+    agents: Agents | None = None,
 ) -> Worker:
-    """Connect, make sure the State Surface exists, and start answering intents."""
+    """Connect, make sure the State Surface exists, and start answering intents and agent work.
+
+    ``agents`` are the agents this worker runs, by name (default: ``builtin_agents()``).
+    """
     worker_id = worker_id or new_id()[:8]
     broker = build_broker(settings, worker_id)
     nc = await broker.connect()
@@ -70,7 +79,9 @@ async def start_worker(
     for make in (session_router, user_router, system_router):
         broker.include_router(make(deps, dispatcher))
     await broker.start()
+    runner = AgentRunner(nc, deps, builtin_agents() if agents is None else agents, settings)
+    await runner.start()
     # Make sure the server has our subscriptions before anyone is told we are up.
     await nc.flush()
     log.info("runtime worker %s started on %s", worker_id, settings.nats_url)
-    return Worker(worker_id=worker_id, broker=broker)
+    return Worker(worker_id=worker_id, broker=broker, runner=runner)

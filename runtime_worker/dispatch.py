@@ -102,19 +102,21 @@ class Dispatcher:
                     outcome.code,
                     outcome.intent.correlation_id,
                 )
-            await self._audit(outcome.intent, outcome.code)
+            await audit(self._nc, outcome.intent, outcome.code)
         return outcome.reply.model_dump_json().encode()
 
-    async def _audit(self, intent: Intent, code: str) -> None:
-        try:
-            await self._nc.publish(
-                names.audit_subject(intent.subject),
-                intent.to_audit(),
-                headers={
-                    names.CORRELATION_HEADER: intent.correlation_id,
-                    names.INTENT_ID_HEADER: intent.intent_id,
-                    names.OUTCOME_HEADER: code,
-                },
-            )
-        except Exception:  # the audit must never cost the caller its reply
-            log.warning("could not write the audit record of %s", intent.intent_id, exc_info=True)
+
+async def audit(nc: Client, intent: Intent, code: str) -> None:
+    """Record an executed intent (secrets redacted) with its outcome; never raises."""
+    try:
+        await nc.publish(
+            names.audit_subject(intent.subject),
+            intent.to_audit(),
+            headers={
+                names.CORRELATION_HEADER: intent.correlation_id,
+                names.INTENT_ID_HEADER: intent.intent_id,
+                names.OUTCOME_HEADER: code,
+            },
+        )
+    except Exception:  # the audit must never cost the caller its reply
+        log.warning("could not write the audit record of %s", intent.intent_id, exc_info=True)

@@ -41,9 +41,10 @@ async def start(
     started: list[Worker] = []
 
     async def _start(**kwargs: object) -> Worker:
+        chosen = kwargs.pop("settings", settings)
         options: dict[str, object] = {"clock": clock, "passwords": cheap_passwords}
         options.update(kwargs)
-        worker = await start_worker(kwargs.pop("settings", settings), **options)  # type: ignore[arg-type]
+        worker = await start_worker(chosen, **options)  # type: ignore[arg-type]
         started.append(worker)
         return worker
 
