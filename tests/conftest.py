@@ -20,7 +20,15 @@ from bus.embedded import EmbeddedNats
 from bus.settings import Settings
 from runtime_worker.passwords import Passwords
 
-TIER_BY_FOLDER = {"unit": "unit", "nats": "nats", "http": "http", "ws": "ws", "e2e": "e2e"}
+TIER_BY_FOLDER = {
+    "unit": "unit",
+    "js": "unit",
+    "nats": "nats",
+    "http": "http",
+    "ws": "ws",
+    "e2e": "e2e",
+    "browser": "browser",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
