@@ -9,7 +9,11 @@ from datetime import UTC, datetime
 
 import httpx
 
+from bus.request import ask
+from experience.app import create_app
 from experience.gate.protocol import CloseCode
+from experience.server import build_server
+from intents import RevokeSession
 from tests.stack import Stack, StackFactory, close_code, frames_until_final, next_frame
 
 
@@ -162,3 +166,32 @@ async def test_work_submitted_while_the_runtime_is_down_completes_after_restart(
         result = (await frames_until_final(ws, "w"))[-1]
         assert result["type"] == "result"
         assert result["data"]["n"] == 7
+
+
+async def test_revocation_through_another_gate_or_the_cli_path_closes_the_socket(
+    stack: Stack,
+) -> None:
+    other = build_server(create_app(stack.settings), stack.settings, "127.0.0.1", 0)
+    serving = asyncio.create_task(other.serve())
+    while not other.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
+        await asyncio.sleep(0.01)
+    try:
+        first, second = await stack.login("alice"), await stack.login("alice")
+        async with (
+            stack.open(first["session_token"]) as ws_1,
+            stack.open(second["session_token"]) as ws_2,
+        ):
+            # Revoked through the other Experience process: this gate only sees the KV write.
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{other.bound_port}") as http:
+                response = await http.delete(
+                    f"/api/session/{first['session_id']}",
+                    headers={"Authorization": f"Bearer {first['session_token']}"},
+                )
+            assert response.status_code == 204
+            assert await close_code(ws_1) == CloseCode.SESSION_GONE
+            # Revoked by an operator, as `symphainy sessions revoke` does: a bare intent.
+            await ask(stack.nc, RevokeSession(session_id=second["session_id"], actor="cli"), 5)
+            assert await close_code(ws_2) == CloseCode.SESSION_GONE
+    finally:
+        other.should_exit = True
+        await serving
