@@ -9,53 +9,38 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
+from harness import running_system
 from pydantic import SecretStr
 
-from bus.connection import connect
-from bus.embedded import EmbeddedNats
 from bus.request import ask
-from bus.settings import Settings
 from intents import AuthenticateUser, AuthenticationFailed, CreateUser
-from runtime_worker.app import start_worker
 
 
 async def main(n: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        server = EmbeddedNats(Path(tmp) / "nats").start()
-        try:
-            settings = Settings(nats_url=server.url, data_dir=Path(tmp), dev_mode=True)
-            worker = await start_worker(settings)
-            nc = await connect(server.url, "bench")
-            await ask(nc, CreateUser(username="alice", password=SecretStr("right password")), 10)
+    async with running_system() as system:
+        nc = system.nc
+        await ask(nc, CreateUser(username="alice", password=SecretStr("right password")), 10)
 
-            async def failed_login(username: str) -> float:
-                started = time.perf_counter()
-                try:
-                    await ask(
-                        nc, AuthenticateUser(username=username, password=SecretStr("wrong")), 10
-                    )
-                except AuthenticationFailed:
-                    return (time.perf_counter() - started) * 1e3
-                raise AssertionError("the login should have failed")
+        async def failed_login(username: str) -> float:
+            started = time.perf_counter()
+            try:
+                await ask(nc, AuthenticateUser(username=username, password=SecretStr("wrong")), 10)
+            except AuthenticationFailed:
+                return (time.perf_counter() - started) * 1e3
+            raise AssertionError("the login should have failed")
 
-            await failed_login("nobody")
-            wrong, unknown = [], []
-            for _ in range(n):
-                wrong.append(await failed_login("alice"))
-                unknown.append(await failed_login("nobody"))
-            print(f"{n} failed logins each, default argon2 cost")
-            for name, samples in (("wrong password", wrong), ("unknown user", unknown)):
-                print(f"{name:<16} p50 {statistics.median(samples):7.1f} ms")
-            ratio = statistics.median(unknown) / statistics.median(wrong)
-            print(f"unknown / wrong (medians): {ratio:.3f}")
-            await nc.close()
-            await worker.stop()
-        finally:
-            server.stop()
+        await failed_login("nobody")
+        wrong, unknown = [], []
+        for _ in range(n):
+            wrong.append(await failed_login("alice"))
+            unknown.append(await failed_login("nobody"))
+        print(f"{n} failed logins each, default argon2 cost")
+        for name, samples in (("wrong password", wrong), ("unknown user", unknown)):
+            print(f"{name:<16} p50 {statistics.median(samples):7.1f} ms")
+        ratio = statistics.median(unknown) / statistics.median(wrong)
+        print(f"unknown / wrong (medians): {ratio:.3f}")
 
 
 if __name__ == "__main__":

@@ -11,23 +11,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
+from harness import running_system
 from pydantic import SecretStr
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from bus.connection import connect
-from bus.embedded import EmbeddedNats
 from bus.request import ask
-from bus.settings import Settings
-from experience.app import create_app
-from experience.server import build_server
 from intents import CreateUser
-from runtime_worker.app import start_worker
 
 PASSWORD = "a benchmark password"
 
@@ -38,55 +31,41 @@ def summary(name: str, samples: list[float]) -> str:
 
 
 async def main(n: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        server = EmbeddedNats(Path(tmp) / "nats").start()
-        try:
-            settings = Settings(nats_url=server.url, data_dir=Path(tmp), dev_mode=True)
-            worker = await start_worker(settings)
-            nc = await connect(server.url, "bench")
-            await ask(nc, CreateUser(username="bench", password=SecretStr(PASSWORD)), 10)
-            web = build_server(create_app(settings), settings, "127.0.0.1", 0)
-            serving = asyncio.create_task(web.serve())
-            while not web.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-                await asyncio.sleep(0.01)
-            base = f"http://127.0.0.1:{web.bound_port}"
-            revocations, round_trips = [], []
-            async with httpx.AsyncClient(base_url=base) as http:
-                for _ in range(n):
-                    login = (
-                        await http.post(
-                            "/api/auth/login", json={"username": "bench", "password": PASSWORD}
-                        )
-                    ).json()
-                    auth = {"Authorization": f"Bearer {login['session_token']}"}
+    async with running_system(http=True) as system:
+        await ask(system.nc, CreateUser(username="bench", password=SecretStr(PASSWORD)), 10)
+        assert system.base_url is not None
+        base = system.base_url
+        revocations, round_trips = [], []
+        async with httpx.AsyncClient(base_url=base) as http:
+            for _ in range(n):
+                login = (
+                    await http.post(
+                        "/api/auth/login", json={"username": "bench", "password": PASSWORD}
+                    )
+                ).json()
+                auth = {"Authorization": f"Bearer {login['session_token']}"}
+                started = time.perf_counter()
+                await http.get(f"/api/session/{login['session_id']}", headers=auth)
+                round_trips.append((time.perf_counter() - started) * 1e3)
+                code = None
+                async with ws_connect(
+                    base.replace("http", "ws") + "/api/runtime/agent",
+                    subprotocols=["symphainy.v1", f"bearer.{login['session_token']}"],  # type: ignore[list-item]
+                ) as ws:
                     started = time.perf_counter()
-                    await http.get(f"/api/session/{login['session_id']}", headers=auth)
-                    round_trips.append((time.perf_counter() - started) * 1e3)
-                    code = None
-                    async with ws_connect(
-                        base.replace("http", "ws") + "/api/runtime/agent",
-                        subprotocols=["symphainy.v1", f"bearer.{login['session_token']}"],  # type: ignore[list-item]
-                    ) as ws:
-                        started = time.perf_counter()
-                        await http.delete(f"/api/session/{login['session_id']}", headers=auth)
-                        try:
-                            await ws.recv()
-                        except ConnectionClosed as closed:
-                            code = closed.rcvd.code if closed.rcvd else None
-                        if code != 4404:
-                            raise RuntimeError(f"expected close 4404, got {code}")
-                        revocations.append((time.perf_counter() - started) * 1e3)
-            print(f"{n} sessions, one socket each")
-            print(summary("baseline: GET /api/session/{id} (Bearer)", round_trips))
-            print(summary("DELETE /api/session/{id} -> socket 4404", revocations))
-            ratio = statistics.median(revocations) / statistics.median(round_trips)
-            print(f"revocation-to-close / Bearer round trip (medians): {ratio:.2f}x")
-            web.should_exit = True
-            await serving
-            await nc.close()
-            await worker.stop()
-        finally:
-            server.stop()
+                    await http.delete(f"/api/session/{login['session_id']}", headers=auth)
+                    try:
+                        await ws.recv()
+                    except ConnectionClosed as closed:
+                        code = closed.rcvd.code if closed.rcvd else None
+                    if code != 4404:
+                        raise RuntimeError(f"expected close 4404, got {code}")
+                    revocations.append((time.perf_counter() - started) * 1e3)
+        print(f"{n} sessions, one socket each")
+        print(summary("baseline: GET /api/session/{id} (Bearer)", round_trips))
+        print(summary("DELETE /api/session/{id} -> socket 4404", revocations))
+        ratio = statistics.median(revocations) / statistics.median(round_trips)
+        print(f"revocation-to-close / Bearer round trip (medians): {ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -10,17 +10,13 @@ import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
+from harness import running_system
 from nats.aio.msg import Msg
 
-from bus.connection import connect
-from bus.embedded import EmbeddedNats
 from bus.request import ask, request
-from bus.settings import Settings
 from intents import (
     CreateSession,
     CreateSessionReply,
@@ -29,7 +25,6 @@ from intents import (
     VerifySession,
     VerifySessionReply,
 )
-from runtime_worker.app import start_worker
 
 
 async def timed(call: Callable[[], Awaitable[object]], n: int) -> list[float]:
@@ -53,46 +48,38 @@ def describe(name: str, samples: list[float]) -> str:
 
 
 async def main(n: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        server = EmbeddedNats(Path(tmp) / "nats").start()
-        try:
-            settings = Settings(nats_url=server.url, data_dir=Path(tmp), dev_mode=True)
-            worker = await start_worker(settings)
-            nc = await connect(server.url, "bench")
+    async with running_system() as system:
+        nc = system.nc
 
-            async def echo(msg: Msg) -> None:
-                await msg.respond(msg.data)
+        async def echo(msg: Msg) -> None:
+            await msg.respond(msg.data)
 
-            await nc.subscribe("bench.echo", cb=echo)
-            user = await ask(nc, CreateUser(username="bench", password="pw"), 5)  # type: ignore[arg-type]
-            assert isinstance(user, CreateUserReply)
-            created = await ask(nc, CreateSession(user_id=user.user.id, username="bench"), 5)
-            assert isinstance(created, CreateSessionReply)
-            verify = VerifySession(session_id=created.session.session_id, user_id=user.user.id)
-            payload = verify.to_wire()
+        await nc.subscribe("bench.echo", cb=echo)
+        user = await ask(nc, CreateUser(username="bench", password="pw"), 5)  # type: ignore[arg-type]
+        assert isinstance(user, CreateUserReply)
+        created = await ask(nc, CreateSession(user_id=user.user.id, username="bench"), 5)
+        assert isinstance(created, CreateSessionReply)
+        verify = VerifySession(session_id=created.session.session_id, user_id=user.user.id)
+        payload = verify.to_wire()
 
-            async def raw() -> object:
-                return await nc.request("bench.echo", payload, timeout=5)
+        async def raw() -> object:
+            return await nc.request("bench.echo", payload, timeout=5)
 
-            async def verify_once() -> object:
-                return await request(nc, verify, VerifySessionReply, 5)
+        async def verify_once() -> object:
+            return await request(nc, verify, VerifySessionReply, 5)
 
-            # Interleave rounds so drift on a noisy machine hits both alike.
-            raw_samples: list[float] = []
-            verify_samples: list[float] = []
-            rounds = 4
-            for _ in range(rounds):
-                raw_samples += await timed(raw, n // rounds)
-                verify_samples += await timed(verify_once, n // rounds)
-            print(f"python {sys.version.split()[0]}, {n} sequential requests each")
-            print(describe("raw nats-py echo request", raw_samples))
-            print(describe("VerifySession round trip", verify_samples))
-            ratio = statistics.median(verify_samples) / statistics.median(raw_samples)
-            print(f"VerifySession / raw echo (medians): {ratio:.2f}x")
-            await nc.close()
-            await worker.stop()
-        finally:
-            server.stop()
+        # Interleave rounds so drift on a noisy machine hits both alike.
+        raw_samples: list[float] = []
+        verify_samples: list[float] = []
+        rounds = 4
+        for _ in range(rounds):
+            raw_samples += await timed(raw, n // rounds)
+            verify_samples += await timed(verify_once, n // rounds)
+        print(f"python {sys.version.split()[0]}, {n} sequential requests each")
+        print(describe("raw nats-py echo request", raw_samples))
+        print(describe("VerifySession round trip", verify_samples))
+        ratio = statistics.median(verify_samples) / statistics.median(raw_samples)
+        print(f"VerifySession / raw echo (medians): {ratio:.2f}x")
 
 
 if __name__ == "__main__":

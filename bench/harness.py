@@ -1,0 +1,58 @@
+"""What every benchmark starts from: an embedded nats-server, one runtime worker, a client,
+and optionally the Experience Plane on a free port. Everything lives in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from nats.aio.client import Client
+
+from bus.connection import connect
+from bus.embedded import EmbeddedNats
+from bus.settings import Settings
+from experience.app import create_app
+from experience.server import build_server
+from runtime_worker.app import start_worker
+
+
+@dataclass
+class System:
+    """A running system for one benchmark."""
+
+    settings: Settings
+    nc: Client
+    base_url: str | None
+
+
+@asynccontextmanager
+async def running_system(*, http: bool = False) -> AsyncIterator[System]:
+    """Start the system (with HTTP if asked), yield it, stop it all."""
+    with tempfile.TemporaryDirectory() as tmp:
+        server = EmbeddedNats(Path(tmp) / "nats").start()
+        try:
+            settings = Settings(nats_url=server.url, data_dir=Path(tmp), dev_mode=True)
+            worker = await start_worker(settings)
+            nc = await connect(server.url, "bench")
+            web = build_server(create_app(settings), settings, "127.0.0.1", 0) if http else None
+            serving = asyncio.create_task(web.serve()) if web else None
+            try:
+                base_url = None
+                if web is not None:
+                    while not web.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
+                        await asyncio.sleep(0.01)
+                    base_url = f"http://127.0.0.1:{web.bound_port}"
+                yield System(settings, nc, base_url)
+            finally:
+                if web is not None and serving is not None:
+                    web.should_exit = True
+                    await serving
+                await nc.close()
+                await worker.stop()
+        finally:
+            server.stop()
