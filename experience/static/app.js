@@ -102,7 +102,11 @@ async function loadSessions() {
   list.dataset.count = String(sessions.length);
 }
 
-client.on("state", ({ state }) => renderState(state));
+client.on("state", ({ state }) => {
+  renderState(state);
+  // The list may have failed to load while the runtime was away: reload it on every (re)open.
+  if (state === State.OPEN) loadSessions();
+});
 client.on("session", (session) => renderSession(session));
 client.on("retry", ({ delay, code }) => log("retry", `close ${code}: reconnecting in ${delay} ms`));
 client.on("frame", (frame) => {
@@ -124,7 +128,6 @@ $("login-form").addEventListener("submit", async (event) => {
     await client.login($("username").value, $("password").value);
     $("password").value = "";
     show($("login-notice"), "");
-    await loadSessions();
   } catch (err) {
     show($("login-error"), loginErrorText(err));
   } finally {
@@ -165,5 +168,5 @@ $("logout-others").addEventListener("click", async () => {
 $("logout").addEventListener("click", () => client.logout());
 
 renderState(client.state);
-if (client.start()) loadSessions();
+client.start();
 renderSession(client.session);
