@@ -127,6 +127,21 @@ async def test_log_out_everywhere_else_and_log_out(open_client: OpenClient, web_
     assert len(second.sockets) == 1
 
 
+async def test_work_sent_while_the_runtime_is_away_completes_on_the_same_socket(
+    open_client: OpenClient, stack: Stack
+) -> None:
+    client = await open_client()
+    await client.login("alice")
+    await client.expect_state("open")
+    await stack.stop_workers()
+    client_id = await send_intent(client, {"text": "queued"})
+    await expect(client.console_entry("ack", client_id)).to_have_count(1)
+    await client.expect_state("open")
+    await stack.start_worker()
+    await expect(client.console_entry("result", client_id)).to_contain_text('"text":"queued"')
+    assert len(client.sockets) == 1
+
+
 async def test_the_page_shows_reconnecting_without_a_runtime_and_recovers_by_itself(
     open_client: OpenClient, stack: Stack
 ) -> None:
