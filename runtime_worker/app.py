@@ -75,6 +75,7 @@ async def start_worker(
         settings.write_retry_window_s,
         passwords,
     )
+    await deps.passwords.warm()
     dispatcher = Dispatcher(nc, clock)
     for make in (session_router, user_router, system_router):
         broker.include_router(make(deps, dispatcher))

@@ -19,6 +19,10 @@ class Passwords:
     def _decoy_hash(self) -> str:
         return self._hasher.hash("decoy password for unknown users")
 
+    async def warm(self) -> None:
+        """Compute the decoy hash now, so the first unknown-user login costs no extra hash."""
+        await asyncio.to_thread(lambda: self._decoy_hash)
+
     async def hash(self, password: str) -> str:
         """An argon2 hash of ``password``."""
         return await asyncio.to_thread(self._hasher.hash, password)
