@@ -28,6 +28,7 @@ TIER_BY_FOLDER = {
     "ws": "ws",
     "e2e": "e2e",
     "browser": "browser",
+    "deploy": "deploy",
 }
 
 

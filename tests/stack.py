@@ -91,9 +91,13 @@ class Stack:
         query: bool = False,
         origin: str | None = None,
         subprotocols: list[str] | None = None,
+        url: str | None = None,
     ) -> Any:
-        """A connect() context for a socket with the token as subprotocol (or query string)."""
-        url = self.ws_url
+        """A connect() context for a socket with the token as subprotocol (or query string).
+
+        ``url`` replaces the socket URL, e.g. to go through a proxy.
+        """
+        url = url or self.ws_url
         protocols = subprotocols
         if token is not None and query:
             url += f"?session_token={token}"
