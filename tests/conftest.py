@@ -7,6 +7,7 @@ alone, e.g. ``pytest -m nats``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -16,9 +17,10 @@ from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 from bus.connection import connect
-from bus.embedded import EmbeddedNats
 from bus.settings import Settings
 from runtime_worker.passwords import Passwords
+from tests import backends
+from tests.backends import NatsServer
 
 TIER_BY_FOLDER = {
     "unit": "unit",
@@ -29,6 +31,7 @@ TIER_BY_FOLDER = {
     "e2e": "e2e",
     "browser": "browser",
     "deploy": "deploy",
+    "faults": "faults",
 }
 
 
@@ -41,18 +44,33 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(getattr(pytest.mark, marker))
 
 
+def pytest_report_header() -> str:
+    """Say which NATS the run uses, so a log shows whether the containers really ran."""
+    return backends.choose().describe()
+
+
 @pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
-    """A fresh embedded nats-server with JetStream on a private data dir (~30 ms to start)."""
-    server = EmbeddedNats(tmp_path / "nats").start()
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A fresh NATS with JetStream for this test: a container, the embedded binary or NATS_URL.
+
+    See ``tests/backends.py`` for how it is chosen; ``SYMPHAINY_TEST_NATS`` forces one.
+    """
+    backend = backends.choose()
+    if backend.make is None:
+        message = backend.describe()
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{message}, and CI must run it")
+        pytest.skip(f"{message}; CI=true makes this a failure")
+    server = backend.make(tmp_path / "nats")
+    server.start()
     try:
         yield server
     finally:
-        server.stop()
+        server.close()
 
 
 @pytest.fixture
-def settings(nats_server: EmbeddedNats, tmp_path: Path) -> Settings:
+def settings(nats_server: NatsServer, tmp_path: Path) -> Settings:
     """Settings pointing at the fixture's server, in dev mode, with a private data dir."""
     return Settings(
         nats_url=nats_server.url,
@@ -64,7 +82,7 @@ def settings(nats_server: EmbeddedNats, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def nc(nats_server: EmbeddedNats) -> AsyncIterator[Client]:
+async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
     """A nats-py client connected to the fixture's server."""
     client = await connect(nats_server.url, "tests")
     try:
