@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -64,7 +64,7 @@ class AgentChannel:
             await self._refresh(conn, frame)
 
     async def _submit(self, conn: Connection, frame: IntentFrame) -> None:
-        if len(conn.in_flight) >= conn.max_in_flight:
+        if len(conn.in_flight) + len(conn.unacked) >= conn.max_in_flight:
             conn.send(protocol.error(frame.id, "too_many_in_flight", "wait for results first"))
             return
         intent = RunAgent(
@@ -77,6 +77,7 @@ class AgentChannel:
             correlation_id=new_id(),
             actor=f"user:{conn.user_id}",
         ).with_deadline(self._gate.settings.agent_deadline_s)
+        conn.unacked[intent.intent_id] = []
         try:
             await self._gate.nc.jetstream().publish(
                 names.AGENT_RUN,
@@ -85,13 +86,18 @@ class AgentChannel:
                 headers=intent_headers(intent),
             )
         except Exception as exc:
+            conn.unacked.pop(intent.intent_id, None)
             log.warning("agent intent not queued [%s]: %s", intent.correlation_id, exc)
             conn.send(protocol.error(frame.id, "runtime_unavailable", "could not queue the intent"))
             return
-        conn.in_flight.add(intent.intent_id)
+        overtaken = conn.unacked.pop(intent.intent_id, [])
+        if not any(f["type"] in ("result", "error") for f in overtaken):
+            conn.in_flight.add(intent.intent_id)
         conn.send(
             protocol.ack(frame.id, intent.intent_id) | {"correlation_id": intent.correlation_id}
         )
+        for early in overtaken:
+            conn.send(early)
 
     async def _refresh(self, conn: Connection, frame: RefreshFrame) -> None:
         try:
@@ -121,26 +127,29 @@ class AgentChannel:
         except ValidationError:
             log.warning("malformed agent reply on %s", msg.subject)
             return
-        if isinstance(reply, AgentEvent):
-            conn.send(protocol.event(reply.client_id, reply.intent_id, reply.data))
+        frame = _frame_of(reply)
+        overtook = conn.unacked.get(reply.intent_id)
+        if overtook is not None:
+            overtook.append(frame)
             return
-        conn.in_flight.discard(reply.intent_id)
-        if reply.ok:
-            conn.send(
-                protocol.result(reply.client_id, reply.intent_id, reply.data, reply.correlation_id)
-            )
-        else:
-            code = reply.error.code if reply.error else "internal"
-            message = reply.error.message if reply.error else "agent failed"
-            conn.send(
-                protocol.error(
-                    reply.client_id,
-                    code,
-                    message,
-                    intent_id=reply.intent_id,
-                    correlation_id=reply.correlation_id,
-                )
-            )
+        if not isinstance(reply, AgentEvent):
+            conn.in_flight.discard(reply.intent_id)
+        conn.send(frame)
+
+
+def _frame_of(reply: AgentEvent | AgentResult) -> dict[str, Any]:
+    """The client frame for one agent reply."""
+    if isinstance(reply, AgentEvent):
+        return protocol.event(reply.client_id, reply.intent_id, reply.data)
+    if reply.ok:
+        return protocol.result(reply.client_id, reply.intent_id, reply.data, reply.correlation_id)
+    return protocol.error(
+        reply.client_id,
+        reply.error.code if reply.error else "internal",
+        reply.error.message if reply.error else "agent failed",
+        intent_id=reply.intent_id,
+        correlation_id=reply.correlation_id,
+    )
 
 
 def _client_id(text: str) -> str | None:

@@ -41,6 +41,9 @@ class Connection:
         self.session_expires_at = session_expires_at
         self.max_in_flight = max_in_flight
         self.in_flight: set[str] = set()
+        # Replies that overtook their ack (the runtime answered before JetStream's PubAck came
+        # back), by intent id: sent right after the ack, so the client always sees ack first.
+        self.unacked: dict[str, list[dict[str, Any]]] = {}
         self.close_code: int | None = None
         self.close_reason = ""
         self._outbox: asyncio.Queue[str] = asyncio.Queue(queue_size)

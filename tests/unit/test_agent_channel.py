@@ -1,0 +1,84 @@
+"""The gate's agent channel keeps a socket's frames in order: ack, events, then the result,
+even when the runtime answers before JetStream's PubAck reaches the gate."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+from bus import names
+from experience.gate.agent import AgentChannel
+from experience.gate.connection import Connection
+from intents import AgentEvent, AgentResult, RunAgent
+
+EXP = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+class RacingJetStream:
+    """A publish whose PubAck comes back only after the runtime's replies were delivered."""
+
+    def __init__(self, deliver: Any) -> None:
+        self.deliver = deliver
+
+    async def publish(self, subject: str, payload: bytes, **_: Any) -> None:
+        await self.deliver(RunAgent.model_validate_json(payload))
+
+
+def outbox(conn: Connection) -> list[dict[str, Any]]:
+    frames = []
+    while not conn._outbox.empty():
+        frames.append(json.loads(conn._outbox.get_nowait()))
+    return frames
+
+
+async def test_replies_that_overtake_the_ack_are_sent_after_it() -> None:
+    conn = Connection(
+        None,  # type: ignore[arg-type]
+        socket_id="sock",
+        session_id="a" * 32,
+        user_id="b" * 32,
+        token_exp=EXP,
+        session_expires_at=EXP,
+        queue_size=16,
+        max_in_flight=4,
+    )
+    channel: AgentChannel
+
+    async def runtime_answers_at_once(intent: RunAgent) -> None:
+        for reply in (
+            AgentEvent(
+                intent_id=intent.intent_id,
+                client_id=intent.client_id,
+                correlation_id=intent.correlation_id,
+                data={"item": 1},
+            ),
+            AgentResult(
+                intent_id=intent.intent_id,
+                client_id=intent.client_id,
+                correlation_id=intent.correlation_id,
+                ok=True,
+                data={"items": [1]},
+            ),
+        ):
+            msg = SimpleNamespace(
+                subject=names.agent_reply_subject("gate", "sock"),
+                data=reply.model_dump_json().encode(),
+            )
+            await channel._on_reply(msg)  # type: ignore[arg-type]
+
+    gate = SimpleNamespace(
+        gate_id="gate",
+        nc=SimpleNamespace(jetstream=lambda: RacingJetStream(runtime_answers_at_once)),
+        settings=SimpleNamespace(request_timeout_s=1.0, agent_deadline_s=10.0),
+        registry=SimpleNamespace(get=lambda socket_id: conn if socket_id == "sock" else None),
+    )
+    channel = AgentChannel(gate)  # type: ignore[arg-type]
+
+    frame = {"type": "intent", "id": "1", "intent": "echo", "payload": {"items": [1]}}
+    await channel.on_frame(conn, json.dumps(frame))
+
+    assert [f["type"] for f in outbox(conn)] == ["ack", "event", "result"]
+    assert conn.in_flight == set()
+    assert conn.unacked == {}
