@@ -45,6 +45,10 @@ from intents import (
 log = logging.getLogger(__name__)
 
 _ACTIVE_MARK = b'"state":"active"'
+# The watch is an ordered consumer: when its heartbeats stop (NATS restarted and forgot it), it is
+# recreated from the last change seen, so nothing is missed. nats-py declares it dead after two
+# missed heartbeats; at its default of 5 s a revocation could go unnoticed for up to 20 s.
+WATCH_HEARTBEAT_S = 1.0
 
 
 def close_code_for(exc: SymphainyError) -> CloseCode:
@@ -89,6 +93,7 @@ class Gate:
                 cb=self._on_session_change,
                 ordered_consumer=True,
                 deliver_policy=DeliverPolicy.NEW,
+                idle_heartbeat=WATCH_HEARTBEAT_S,
             )
         except NotFoundError:
             return False
