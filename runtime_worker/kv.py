@@ -19,6 +19,7 @@ from nats.js.errors import (
     KeyDeletedError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
+    NoStreamResponseError,
     ServiceUnavailableError,
 )
 from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
@@ -79,7 +80,14 @@ class Bucket(Protocol):
         ...
 
 
-_UNAVAILABLE = (TimeoutError, NoRespondersError, ConnectionClosedError, ServiceUnavailableError)
+# NoStreamResponseError: a write while the stream has no leader (a JetStream election).
+_UNAVAILABLE = (
+    TimeoutError,
+    NoRespondersError,
+    NoStreamResponseError,
+    ConnectionClosedError,
+    ServiceUnavailableError,
+)
 
 
 class NatsBucket:
