@@ -19,6 +19,7 @@ pytestmark = pytest.mark.timeout(180)
 REQUEST_TIMEOUT_S = 5.0
 ENV = {"SYMPHAINY_REQUEST_TIMEOUT_S": str(REQUEST_TIMEOUT_S), "SYMPHAINY_RETRY_AFTER_S": "1"}
 USERS = [f"user{i}" for i in range(5)]
+RECONNECT_S = 2.0
 # What a client may be told when its socket ends for a reason that is not its own: retry.
 RETRYABLE_CLOSES = {1001, 1011, 1012, 1013, 4429, 4503}
 
@@ -105,5 +106,6 @@ async def test_a_nats_restart_loses_no_session_and_needs_no_other_restart(
 
     assert [o.problem for o in load.outcomes if o.problem] == []
     assert lost == []
-    assert all(o.started < up_at for o in load.outcomes if o.failed)
+    # Errors only while NATS was away, and while clients reconnected (nats-py waits 0.5 s).
+    assert all(o.started < up_at + RECONNECT_S for o in load.outcomes if o.failed)
     assert measured.sessions > 0

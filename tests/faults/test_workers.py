@@ -76,18 +76,17 @@ async def test_without_workers_clear_503s_then_recovery_without_touching_the_gat
             killed_at = load.now()
 
             async with web.http(token) as http:
-                began = time.monotonic()
-                verify = await http.get(f"/api/session/{alice['session_id']}")
-                login = await http.post(
-                    "/api/auth/login", json={"username": USERS[0], "password": "x" * 20}
-                )
-                ready = await http.get("/readyz")
-                elapsed = time.monotonic() - began
-            for response in (verify, login, ready):
-                assert response.status_code == 503, response.text
-                assert response.headers["Retry-After"] == "1"
-            assert verify.json()["error"]["code"] == "runtime_unavailable"
-            assert elapsed < 3 * REQUEST_TIMEOUT_S  # each within its deadline (no responders)
+                for call in (
+                    lambda: http.get(f"/api/session/{alice['session_id']}"),
+                    lambda: http.post("/api/auth/login", json={"username": "x", "password": "y"}),
+                    lambda: http.get("/readyz"),
+                ):
+                    began = time.monotonic()
+                    response = await call()
+                    assert time.monotonic() - began < REQUEST_TIMEOUT_S  # within its deadline
+                    assert response.status_code == 503, response.text
+                    assert response.headers["Retry-After"] == "1"
+                    assert response.json()["error"]["code"] == "runtime_unavailable"
 
             async with web.socket(token) as refused:
                 assert await close_code(refused) == 4503
