@@ -7,7 +7,7 @@ Order: Origin allowlist, credentials present and well-formed, token signature an
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -111,8 +111,13 @@ async def admit(
     allowed_origins: Sequence[str],
     timeout: float,
     correlation_id: str,
+    watching: Callable[[], Awaitable[bool]] | None = None,
 ) -> Admitted | Rejected:
-    """Decide whether the socket of ``scope`` may be accepted; never raises."""
+    """Decide whether the socket of ``scope`` may be accepted; never raises.
+
+    ``watching`` says whether revocations will reach this gate; it is asked after the token
+    verifies and before the session is: a session revoked after its check must not go unseen.
+    """
     headers = Headers(scope=scope)
     try:
         subprotocol, token = read_credentials(scope)
@@ -131,6 +136,8 @@ async def admit(
         return Rejected(CloseCode.EXPIRED, "token expired", subprotocol)
     except TokenInvalid:
         return Rejected(CloseCode.TOKEN_INVALID, "token invalid", subprotocol)
+    if watching is not None and not await watching():
+        return Rejected(CloseCode.RUNTIME_UNAVAILABLE, "sessions not watched yet", subprotocol)
     try:
         session = await request(
             nc,

@@ -75,6 +75,8 @@ class Gate:
         self._subs: list[Subscription] = []
         self._stopped = False
         self._retry: asyncio.Task[None] | None = None
+        self._watch: Subscription | None = None
+        self._watch_lock = asyncio.Lock()
 
     async def start(self) -> None:
         """Watch the sessions bucket and listen for agent replies.
@@ -86,9 +88,27 @@ class Gate:
         if not await self._watch_sessions():
             self._retry = asyncio.create_task(self._watch_sessions_when_ready())
 
+    async def watching(self) -> bool:
+        """Whether revocations reach this gate; tries to start the watch if they do not yet.
+
+        Admission asks this before it verifies a session: with the watch started first, a
+        revocation that lands after the check is always seen. Until a runtime has created the
+        bucket, this is False (and nobody could answer ``VerifySession`` anyway).
+        """
+        if self._watch is None:
+            with contextlib.suppress(NatsError):
+                await self._watch_sessions()
+        return self._watch is not None
+
     async def _watch_sessions(self) -> bool:
+        async with self._watch_lock:
+            if self._watch is None:
+                self._watch = await self._subscribe_sessions()
+        return self._watch is not None
+
+    async def _subscribe_sessions(self) -> Subscription | None:
         try:
-            sub = await self.nc.jetstream().subscribe(
+            return await self.nc.jetstream().subscribe(
                 names.kv_key_subject(names.SESSIONS_BUCKET),
                 cb=self._on_session_change,
                 ordered_consumer=True,
@@ -96,9 +116,7 @@ class Gate:
                 idle_heartbeat=WATCH_HEARTBEAT_S,
             )
         except NotFoundError:
-            return False
-        self._subs.append(sub)
-        return True
+            return None
 
     async def _watch_sessions_when_ready(self) -> None:
         log.warning("no sessions bucket yet: waiting for a runtime worker to create it")
@@ -119,7 +137,8 @@ class Gate:
         self.registry.close_all(CloseCode.GOING_AWAY, "server going away")
         if self._writers:
             await asyncio.wait(set(self._writers), timeout=self.settings.ws_drain_timeout_s)
-        for sub in self._subs:
+        subs = [*self._subs, *([self._watch] if self._watch is not None else [])]
+        for sub in subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
@@ -153,6 +172,7 @@ class Gate:
                 self.settings.allowed_origins,
                 self.settings.request_timeout_s,
                 correlation_id,
+                self.watching,
             )
         finally:
             self._pending_admissions -= 1
