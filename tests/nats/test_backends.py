@@ -59,6 +59,7 @@ async def test_a_restart_keeps_the_url_and_the_jetstream_data(
         await again.close()
 
 
+@pytest.mark.docker
 def test_containers_of_dead_test_runs_are_removed(tmp_path: Path) -> None:
     if backends.choose().name != "docker":
         pytest.skip("only the Docker backend starts containers")
