@@ -19,7 +19,9 @@ def connection_options(name: str) -> dict[str, Any]:
         log.warning("nats connection error (%s): %s", name, exc)
 
     async def on_disconnected() -> None:
-        log.warning("nats disconnected (%s)", name)
+        # Also called by a deliberate close; a lost server shows up as connection errors (warnings)
+        # while the client reconnects.
+        log.info("nats disconnected (%s)", name)
 
     async def on_reconnected() -> None:
         log.info("nats reconnected (%s)", name)
