@@ -46,6 +46,8 @@ OUTCOME_HEADER: Final = "X-Outcome"
 # JetStream: the State Surface.
 INTENTS_STREAM: Final = "INTENTS"
 SESSIONS_BUCKET: Final = "sessions"
+# Key ``<user id>.<session id>``: a user's sessions without scanning every session.
+SESSIONS_BY_USER_BUCKET: Final = "sessions_by_user"
 USERS_BUCKET: Final = "users"
 IDEMPOTENCY_BUCKET: Final = "idempotency"
 

@@ -35,6 +35,7 @@ class StateSurface:
     """Handles on the buckets the runtime reads and writes."""
 
     sessions: KeyValue
+    sessions_by_user: KeyValue
     users: KeyValue
     idempotency: KeyValue
 
@@ -102,12 +103,10 @@ def bucket_configs(settings: Settings) -> list[KeyValueConfig]:
             direct=True,
         )
 
+    session_ttl = float(settings.session_max_lifetime_s + 24 * 3600)
     return [
-        bucket(
-            names.SESSIONS_BUCKET,
-            "Sessions by id (JSON)",
-            float(settings.session_max_lifetime_s + 24 * 3600),
-        ),
+        bucket(names.SESSIONS_BUCKET, "Sessions by id (JSON)", session_ttl),
+        bucket(names.SESSIONS_BY_USER_BUCKET, "Session ids by user id", session_ttl),
         bucket(names.USERS_BUCKET, "Users by lowercased name (JSON)", None),
         bucket(
             names.IDEMPOTENCY_BUCKET,
@@ -136,6 +135,7 @@ async def ensure_state_surface(js: JetStreamContext, settings: Settings) -> Stat
         buckets[config.bucket] = await _bucket(js, config)
     return StateSurface(
         sessions=buckets[names.SESSIONS_BUCKET],
+        sessions_by_user=buckets[names.SESSIONS_BY_USER_BUCKET],
         users=buckets[names.USERS_BUCKET],
         idempotency=buckets[names.IDEMPOTENCY_BUCKET],
     )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from faststream.nats import NatsBroker
 from nats.aio.client import Client
 
+from bus import names
 from bus.connection import connection_options
 from bus.request import request
 from bus.settings import Settings
@@ -79,6 +80,7 @@ async def start_worker(
         passwords,
     )
     await deps.passwords.warm()
+    await _index_older_sessions(nc, deps)
     dispatcher = Dispatcher(nc, clock)
     for make in (session_router, user_router, system_router):
         broker.include_router(make(deps, dispatcher))
@@ -90,6 +92,21 @@ async def start_worker(
     await _until_answering(nc, settings.request_timeout_s)
     log.info("runtime worker %s started on %s", worker_id, settings.nats_url)
     return Worker(worker_id=worker_id, broker=broker, runner=runner)
+
+
+async def _index_older_sessions(nc: Client, deps: Deps) -> None:
+    """Give sessions stored before the ``sessions_by_user`` index existed their entries.
+
+    Every newer session is indexed before it is stored, so the index never holds fewer entries
+    than the bucket unless older sessions are there: two stream infos decide, once per start.
+    """
+    js = nc.jetstream()
+    stored = await js.stream_info(names.kv_stream(names.SESSIONS_BUCKET))
+    indexed = await js.stream_info(names.kv_stream(names.SESSIONS_BY_USER_BUCKET))
+    if indexed.state.messages >= stored.state.messages:
+        return
+    added = await deps.sessions.reindex()
+    log.info("indexed %d session(s) stored before the sessions_by_user index", added)
 
 
 async def _until_answering(nc: Client, timeout: float) -> None:

@@ -42,7 +42,7 @@ class Deps:
             return RetryingBucket(NatsBucket(kv), retry_window_s)
 
         return cls(
-            sessions=SessionStore(bucket(surface.sessions)),
+            sessions=SessionStore(bucket(surface.sessions), bucket(surface.sessions_by_user)),
             users=UserStore(bucket(surface.users)),
             idempotency=IdempotencyStore(bucket(surface.idempotency)),
             passwords=passwords or Passwords(),

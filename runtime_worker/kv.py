@@ -75,9 +75,21 @@ class Bucket(Protocol):
         """Delete only at ``revision``. Raises ``RevisionMismatch``."""
         ...
 
-    async def entries(self) -> list[Entry]:
-        """Every live entry."""
+    async def entries(self, keys: str = ">") -> list[Entry]:
+        """Every live entry whose key matches ``keys`` (NATS wildcards: ``*`` one token, ``>`` the
+        rest)."""
         ...
+
+
+def key_matches(key: str, pattern: str) -> bool:
+    """Whether a dotted key matches a NATS subject pattern."""
+    tokens, wanted = key.split("."), pattern.split(".")
+    for i, want in enumerate(wanted):
+        if want == ">":
+            return len(tokens) > i
+        if i >= len(tokens) or (want != "*" and want != tokens[i]):
+            return False
+    return len(tokens) == len(wanted)
 
 
 # NoStreamResponseError: a write while the stream has no leader (a JetStream election).
@@ -137,20 +149,28 @@ class NatsBucket:
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
 
-    async def entries(self) -> list[Entry]:
-        """Every live entry, read through one ordered consumer (no per-key round trips).
+    async def entries(self, keys: str = ">") -> list[Entry]:
+        """Every live entry matching ``keys``, read through one ordered consumer (no per-key round
+        trips).
 
         The last message of each key is delivered; ``num_pending`` of 0 marks the end. (nats-py's
         own watcher can signal the end before an entry already in flight, so it is not used.)
         """
         js = self._kv._js
         bucket = self._kv._name
+        subject = names.kv_key_subject(bucket, keys)
         try:
-            info = await js.stream_info(names.kv_stream(bucket))
-            if not info.state.messages:
-                return []
+            if keys == ">":
+                info = await js.stream_info(names.kv_stream(bucket))
+                if not info.state.messages:
+                    return []
+            else:
+                # Counted per subject by the server: nothing matching means no consumer to wait on.
+                info = await js.stream_info(names.kv_stream(bucket), subjects_filter=subject)
+                if not info.state.subjects:
+                    return []
             sub = await js.subscribe(
-                names.kv_key_subject(bucket),
+                subject,
                 ordered_consumer=True,
                 deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
             )
@@ -215,9 +235,9 @@ class MemoryBucket:
                 raise RevisionMismatch(key)
             del self._data[key]
 
-    async def entries(self) -> list[Entry]:
-        """Every entry."""
-        return list(self._data.values())
+    async def entries(self, keys: str = ">") -> list[Entry]:
+        """Every entry matching ``keys``."""
+        return [e for k, e in self._data.items() if key_matches(k, keys)]
 
     def _put(self, key: str, value: bytes) -> int:
         self._revision += 1
@@ -268,6 +288,6 @@ class RetryingBucket:
         """See ``Bucket.delete``."""
         await self._call(lambda: self._inner.delete(key, revision))
 
-    async def entries(self) -> list[Entry]:
+    async def entries(self, keys: str = ">") -> list[Entry]:
         """See ``Bucket.entries``."""
-        return await self._call(self._inner.entries)
+        return await self._call(lambda: self._inner.entries(keys))

@@ -194,7 +194,8 @@ async def list_sessions(
     """Sessions of a user (or everyone's), live ones unless ``include_inactive``."""
     username = intent.username.lower() if intent.username else None
     found = []
-    for session in await sessions.all():
+    stored = await (sessions.all() if intent.user_id is None else sessions.of_user(intent.user_id))
+    for session in stored:
         if intent.user_id is not None and session.user_id != intent.user_id:
             continue
         if username is not None and session.username.lower() != username:
@@ -237,8 +238,8 @@ async def revoke_all(
 ) -> list[str]:
     """Revoke every active session of ``user_id`` but ``spare``; the ids that were revoked."""
     done = []
-    for session in await sessions.all():
-        if session.user_id != user_id or session.session_id == spare:
+    for session in await sessions.of_user(user_id):
+        if session.session_id == spare:
             continue
         if session.state is not SessionState.ACTIVE:
             continue

@@ -2,10 +2,17 @@
 
 Every write is revision-checked. ``SessionStore.mutate`` is the compare-and-set loop that all
 session state changes go through.
+
+A user's sessions are found through the ``sessions_by_user`` index (key ``<user id>.<session
+id>``), written before the session itself: a session never exists without its index entry, so
+"log out everywhere" cannot miss one. An entry whose session was never created (the id was taken)
+is harmless: sessions read through the index are checked to belong to the user.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 from collections.abc import Callable
 from datetime import datetime
@@ -38,11 +45,17 @@ def user_key(username: str) -> str:
     return username.lower()
 
 
-class SessionStore:
-    """Sessions by id, as readable JSON (``nats kv get sessions <id>``)."""
+def index_key(user_id: str, session_id: str) -> str:
+    """The ``sessions_by_user`` key of a session."""
+    return f"{user_id}.{session_id}"
 
-    def __init__(self, bucket: Bucket) -> None:
+
+class SessionStore:
+    """Sessions by id, as readable JSON (``nats kv get sessions <id>``), indexed by user."""
+
+    def __init__(self, bucket: Bucket, by_user: Bucket) -> None:
         self._bucket = bucket
+        self._by_user = by_user
 
     async def get(self, session_id: str) -> tuple[SessionInfo, int] | None:
         """The session and its revision, or None."""
@@ -59,8 +72,34 @@ class SessionStore:
         return found
 
     async def create(self, session: SessionInfo) -> int:
-        """Claim the id; raises ``KeyExists`` if it is taken."""
+        """Index the session under its user, then claim the id; ``KeyExists`` if it is taken."""
+        await self._index(session)
         return await self._bucket.create(session.session_id, _dump(session))
+
+    async def _index(self, session: SessionInfo) -> None:
+        with contextlib.suppress(KeyExists):  # a retried write: the entry is ours already
+            await self._by_user.create(
+                index_key(session.user_id, session.session_id), session.session_id.encode()
+            )
+
+    async def of_user(self, user_id: str) -> list[SessionInfo]:
+        """Every stored session of ``user_id``, found through the index (no scan of the bucket)."""
+        entries = await self._by_user.entries(index_key(user_id, "*"))
+        found = await asyncio.gather(*(self.get(e.value.decode()) for e in entries))
+        return [s for s, _ in filter(None, found) if s.user_id == user_id]
+
+    async def reindex(self) -> int:
+        """Index every stored session (for sessions older than the index); how many were added.
+
+        Idempotent, and cheap to skip: call it when the index holds fewer entries than the bucket.
+        """
+        added = 0
+        for session in await self.all():
+            key = index_key(session.user_id, session.session_id)
+            if await self._by_user.get(key) is None:
+                await self._index(session)
+                added += 1
+        return added
 
     async def replace(self, session: SessionInfo, revision: int) -> int:
         """One compare-and-set write; raises ``RevisionMismatch`` if the session changed."""

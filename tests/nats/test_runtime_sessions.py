@@ -126,12 +126,19 @@ async def test_kv_create_refuses_to_overwrite_a_session(nc: Client, worker: Work
 
     alice = await make_user(nc)
     session = (await make_session(nc, alice)).session
-    store = SessionStore(NatsBucket(await nc.jetstream().key_value(names.SESSIONS_BUCKET)))
+    js = nc.jetstream()
+    store = SessionStore(
+        NatsBucket(await js.key_value(names.SESSIONS_BUCKET)),
+        NatsBucket(await js.key_value(names.SESSIONS_BY_USER_BUCKET)),
+    )
     forged = session.model_copy(update={"user_id": "f" * 32})
     with pytest.raises(KeyExists):
         await store.create(forged)
     stored, _ = await store.require(session.session_id)
     assert stored.user_id == alice.id
+    # The forger's index entry was written first, but it does not make the session theirs.
+    assert await store.of_user("f" * 32) == []
+    assert [s.session_id for s in await store.of_user(alice.id)] == [session.session_id]
 
 
 async def test_concurrent_revoke_and_refresh_end_revoked(nc: Client, start: object) -> None:
@@ -195,3 +202,41 @@ async def test_revoke_all_but_one(nc: Client, worker: Worker) -> None:
     listed = await ask(nc, ListSessions(user_id=alice.id), T)
     assert isinstance(listed, ListSessionsReply)
     assert [s.session_id for s in listed.sessions] == [keep]
+
+
+async def test_a_users_sessions_are_found_among_many_others(nc: Client, worker: Worker) -> None:
+    alice, bob = await make_user(nc, "alice"), await make_user(nc, "bob")
+    carol = await make_user(nc, "carol")  # no sessions at all
+    mine = {(await make_session(nc, alice)).session.session_id for _ in range(3)}
+    await asyncio.gather(*(make_session(nc, bob) for _ in range(40)))
+    listed = await ask(nc, ListSessions(user_id=alice.id), T)
+    assert isinstance(listed, ListSessionsReply)
+    assert {s.session_id for s in listed.sessions} == mine
+    none = await ask(nc, ListSessions(user_id=carol.id), T)
+    assert isinstance(none, ListSessionsReply)
+    assert none.sessions == []
+    index = await nc.jetstream().key_value(names.SESSIONS_BY_USER_BUCKET)
+    assert {k.split(".")[1] for k in await index.keys() if k.startswith(alice.id)} == mine
+
+
+async def test_sessions_stored_before_the_index_are_indexed_at_start(
+    nc: Client, start: object
+) -> None:
+    first = await start()  # type: ignore[operator]
+    alice = await make_user(nc)
+    template = (await make_session(nc, alice)).session
+    await first.stop()
+    # As a version without the index left it: a session stored, and no index entry for it.
+    old = "0" * 31 + "1"
+    stored = await nc.jetstream().key_value(names.SESSIONS_BUCKET)
+    await stored.create(
+        old, template.model_copy(update={"session_id": old}).model_dump_json().encode()
+    )
+    await start()  # type: ignore[operator]
+    newer = (await make_session(nc, alice)).session.session_id
+    listed = await ask(nc, ListSessions(user_id=alice.id), T)
+    assert isinstance(listed, ListSessionsReply)
+    assert {s.session_id for s in listed.sessions} == {template.session_id, old, newer}
+    revoked = await ask(nc, RevokeUserSessions(user_id=alice.id), T)
+    assert isinstance(revoked, RevokeUserSessionsReply)
+    assert set(revoked.revoked) == {template.session_id, old, newer}

@@ -45,7 +45,7 @@ class Emitted:
 
 @pytest.fixture
 def store() -> SessionStore:
-    return SessionStore(MemoryBucket())
+    return SessionStore(MemoryBucket(), MemoryBucket())
 
 
 async def open_session(store: SessionStore, user: str = ALICE) -> str:

@@ -36,7 +36,7 @@ POLICY = h.SessionPolicy(
 
 @pytest.fixture
 def store() -> SessionStore:
-    return SessionStore(MemoryBucket())
+    return SessionStore(MemoryBucket(), MemoryBucket())
 
 
 @pytest.fixture

@@ -82,7 +82,7 @@ async def test_authentication_failures_are_indistinguishable(
 
 
 async def test_list_and_remove_revokes_sessions(users: UserStore, passwords: Passwords) -> None:
-    sessions = SessionStore(MemoryBucket())
+    sessions = SessionStore(MemoryBucket(), MemoryBucket())
     idem = IdempotencyStore(MemoryBucket())
     bob = (
         await h.create_user(CreateUser(username="bob", password=secret("p")), users, passwords, T0)
