@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,21 @@ from bus.settings import Settings
 from experience.app import create_app
 from experience.server import build_server
 from runtime_worker.app import start_worker
+
+
+async def timed(
+    call: Callable[[], Awaitable[object]], n: int, *, warmup: int, scale: float
+) -> list[float]:
+    """Durations of ``n`` sequential calls after ``warmup`` untimed ones, in seconds times ``scale``
+    (1e3 for milliseconds, 1e6 for microseconds)."""
+    for _ in range(warmup):
+        await call()
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        await call()
+        samples.append((time.perf_counter() - started) * scale)
+    return samples
 
 
 @dataclass

@@ -12,10 +12,8 @@ import argparse
 import asyncio
 import statistics
 import sys
-import time
-from collections.abc import Awaitable, Callable
 
-from harness import running_system
+from harness import running_system, timed
 from nats.aio.client import Client
 
 from bus.request import ask
@@ -31,18 +29,7 @@ from intents import (
 
 USER_SESSIONS = 3
 CREATE_CONCURRENCY = 32
-
-
-async def timed(call: Callable[[], Awaitable[object]], n: int) -> list[float]:
-    """Durations in milliseconds of ``n`` sequential calls, after a short warm-up."""
-    for _ in range(min(20, n)):
-        await call()
-    samples = []
-    for _ in range(n):
-        started = time.perf_counter()
-        await call()
-        samples.append((time.perf_counter() - started) * 1e3)
-    return samples
+WARMUP = 20
 
 
 async def new_user(nc: Client, name: str) -> str:
@@ -91,8 +78,8 @@ async def main(n: int, crowds: list[int]) -> None:
             # Interleave two rounds of each so drift hits both alike.
             gets, lists = [], []
             for _ in range(2):
-                gets += await timed(get, n // 2)
-                lists += await timed(list_, n // 2)
+                gets += await timed(get, n // 2, warmup=WARMUP, scale=1e3)
+                lists += await timed(list_, n // 2, warmup=WARMUP, scale=1e3)
             g, li = statistics.median(gets), statistics.median(lists)
             print(f"{crowd:>15,} {g:>9.2f} ms {li:>11.2f} ms {li / g:>6.1f}x")
 

@@ -10,10 +10,8 @@ import argparse
 import asyncio
 import statistics
 import sys
-import time
-from collections.abc import Awaitable, Callable
 
-from harness import running_system
+from harness import running_system, timed
 from nats.aio.msg import Msg
 
 from bus.request import ask, request
@@ -25,18 +23,6 @@ from intents import (
     VerifySession,
     VerifySessionReply,
 )
-
-
-async def timed(call: Callable[[], Awaitable[object]], n: int) -> list[float]:
-    """Durations in microseconds of ``n`` sequential calls, after a warm-up."""
-    for _ in range(min(200, n)):
-        await call()
-    samples = []
-    for _ in range(n):
-        started = time.perf_counter()
-        await call()
-        samples.append((time.perf_counter() - started) * 1e6)
-    return samples
 
 
 def describe(name: str, samples: list[float]) -> str:
@@ -73,8 +59,8 @@ async def main(n: int) -> None:
         verify_samples: list[float] = []
         rounds = 4
         for _ in range(rounds):
-            raw_samples += await timed(raw, n // rounds)
-            verify_samples += await timed(verify_once, n // rounds)
+            raw_samples += await timed(raw, n // rounds, warmup=min(200, n), scale=1e6)
+            verify_samples += await timed(verify_once, n // rounds, warmup=min(200, n), scale=1e6)
         print(f"python {sys.version.split()[0]}, {n} sequential requests each")
         print(describe("raw nats-py echo request", raw_samples))
         print(describe("VerifySession round trip", verify_samples))
