@@ -195,3 +195,22 @@ async def test_revocation_through_another_gate_or_the_cli_path_closes_the_socket
     finally:
         other.should_exit = True
         await serving
+
+
+async def test_a_gate_started_before_any_runtime_sees_the_first_revocations(
+    make_stack: StackFactory,
+) -> None:
+    # No bucket to watch when the gate starts; the first runtime creates it. Everything below
+    # happens within milliseconds of that, far inside the gate's 1 s background retry: only
+    # admission starting the watch itself lets the socket see its revocation.
+    stack = await make_stack(workers=0)
+    await stack.start_worker()
+    await stack.add_user("alice")
+    login = await stack.login("alice")
+    token = login["session_token"]
+    async with stack.open(token) as ws, httpx.AsyncClient(base_url=stack.base_url) as http:
+        await ws.send('{"type": "intent", "id": "1", "intent": "echo", "payload": {}}')
+        assert (await frames_until_final(ws, "1"))[-1]["type"] == "result"
+        response = await http.post("/api/auth/logout", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 204
+        assert await close_code(ws) == CloseCode.SESSION_GONE
