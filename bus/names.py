@@ -49,6 +49,8 @@ SESSIONS_BUCKET: Final = "sessions"
 # Key ``<user id>.<session id>``: a user's sessions without scanning every session.
 SESSIONS_BY_USER_BUCKET: Final = "sessions_by_user"
 USERS_BUCKET: Final = "users"
+# Login attempts per username (key: a hash of the name), shared by every worker.
+LOGIN_ATTEMPTS_BUCKET: Final = "login_attempts"
 IDEMPOTENCY_BUCKET: Final = "idempotency"
 
 # Queue group shared by every runtime worker.

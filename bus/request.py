@@ -63,7 +63,7 @@ def parse_reply(data: bytes, reply_type: type[R]) -> R:
             failed = ErrorReply.model_validate(raw)
         except ValidationError as exc:
             raise SymphainyError("runtime sent a malformed error reply") from exc
-        raise error_from_wire(failed.error.code, failed.error.message)
+        raise error_from_wire(failed.error.code, failed.error.message, failed.error.retry_after_s)
     try:
         return reply_type.model_validate(raw)
     except ValidationError as exc:

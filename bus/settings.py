@@ -59,9 +59,14 @@ class Settings(BaseSettings):
     jwt_issuer: str = "symphainy"
     jwt_audience: str = "symphainy"
 
-    # HTTP edge.
+    # HTTP edge. Login attempts: at most ``login_rate_limit`` per window per username (counted
+    # by the runtime, shared by every process) and failures per client address (per process).
     login_rate_limit: int = Field(default=10, ge=1)
     login_rate_window_s: float = Field(default=60.0, gt=0)
+    # Proxies whose X-Forwarded-For names the client (uvicorn's forwarded_allow_ips). Behind a
+    # proxy that is the only way in (compose: Traefik), "*"; otherwise the proxy's address is
+    # every client's, and one address's failures would lock everyone out.
+    forwarded_allow_ips: str = "127.0.0.1"
     allowed_origins: list[str] = Field(default_factory=list)
 
     # WebSocket gate.

@@ -38,6 +38,7 @@ class StateSurface:
     sessions_by_user: KeyValue
     users: KeyValue
     idempotency: KeyValue
+    login_attempts: KeyValue
 
 
 def audit_stream_config(settings: Settings) -> StreamConfig:
@@ -109,6 +110,11 @@ def bucket_configs(settings: Settings) -> list[KeyValueConfig]:
         bucket(names.SESSIONS_BY_USER_BUCKET, "Session ids by user id", session_ttl),
         bucket(names.USERS_BUCKET, "Users by lowercased name (JSON)", None),
         bucket(
+            names.LOGIN_ATTEMPTS_BUCKET,
+            "Login attempts per username in the current window",
+            settings.login_rate_window_s,
+        ),
+        bucket(
             names.IDEMPOTENCY_BUCKET,
             "Idempotency keys of session creation",
             float(settings.idempotency_ttl_s),
@@ -138,6 +144,7 @@ async def ensure_state_surface(js: JetStreamContext, settings: Settings) -> Stat
         sessions_by_user=buckets[names.SESSIONS_BY_USER_BUCKET],
         users=buckets[names.USERS_BUCKET],
         idempotency=buckets[names.IDEMPOTENCY_BUCKET],
+        login_attempts=buckets[names.LOGIN_ATTEMPTS_BUCKET],
     )
 
 

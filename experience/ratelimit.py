@@ -1,7 +1,8 @@
-"""A small in-process limiter for login attempts: fixed windows per key.
+"""A small in-process limiter for failed logins per client address: fixed windows per key.
 
-Failed attempts are counted per client address and per username, so neither one address
-guessing many names nor many addresses guessing one name gets far.
+It stops one address guessing many names before any intent is sent. Attempts per *username* are
+the runtime's to count (``runtime_worker/attempts.py``): shared by every Experience process, they
+stop many addresses guessing one name too.
 """
 
 from __future__ import annotations
@@ -11,14 +12,6 @@ import time
 from collections.abc import Callable
 
 from intents import RateLimited
-
-
-class LoginLimited(RateLimited):
-    """Too many failed logins; ``retry_after`` says when the window ends."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__("too many login attempts; try again later")
-        self.retry_after = retry_after
 
 
 class LoginLimiter:
@@ -33,14 +26,17 @@ class LoginLimiter:
         self._windows: dict[str, tuple[float, int]] = {}
 
     def check(self, *keys: str) -> None:
-        """Raise ``LoginLimited`` if any key used up its failures in the current window."""
+        """Raise ``RateLimited`` if any key used up its failures in the current window."""
         now = self.clock()
         for key in keys:
             started, count = self._windows.get(key, (now, 0))
             if now - started >= self.window_s:
                 self._windows.pop(key, None)
             elif count >= self.limit:
-                raise LoginLimited(max(1, math.ceil(started + self.window_s - now)))
+                raise RateLimited(
+                    "too many login attempts; try again later",
+                    max(1, math.ceil(started + self.window_s - now)),
+                )
 
     def failed(self, *keys: str) -> None:
         """Count one failure against each key."""

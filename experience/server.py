@@ -62,6 +62,7 @@ def build_server(
         log_config=None,
         access_log=True,
         proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=max(1, int(settings.ws_drain_timeout_s) + 1),
         lifespan="on",
     )

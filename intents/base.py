@@ -7,7 +7,14 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from intents.errors import SymphainyError
 
@@ -84,6 +91,15 @@ class ErrorBody(BaseModel):
     code: str
     message: str
     retryable: bool = False
+    retry_after_s: int | None = Field(default=None, ge=1)
+
+    @model_serializer(mode="wrap")
+    def _without_absent_retry_after(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Only errors that know when to try again say so; the others keep the contract's shape.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("retry_after_s") is None:
+            data.pop("retry_after_s", None)
+        return data
 
 
 class ErrorReply(BaseModel):
@@ -97,7 +113,14 @@ class ErrorReply(BaseModel):
     @classmethod
     def from_error(cls, exc: SymphainyError) -> ErrorReply:
         """The wire form of one of our errors."""
-        return cls(error=ErrorBody(code=exc.code, message=exc.message, retryable=exc.retryable))
+        return cls(
+            error=ErrorBody(
+                code=exc.code,
+                message=exc.message,
+                retryable=exc.retryable,
+                retry_after_s=getattr(exc, "retry_after", None),
+            )
+        )
 
 
 def _dumps(data: dict[str, Any]) -> bytes:

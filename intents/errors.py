@@ -19,8 +19,9 @@
     ├── RuntimeUnavailable              runtime_unavailable (retryable)
     └── DeadlineExceeded                deadline_exceeded   (retryable)
 
-An error reply on the wire is ``{"ok": false, "error": {"code", "message", "retryable"}}``;
-``error_from_wire`` turns it back into the matching class.
+An error reply on the wire is ``{"ok": false, "error": {"code", "message", "retryable"}}``, plus
+``retry_after_s`` where the error knows when to try again; ``error_from_wire`` turns it back into
+the matching class.
 """
 
 from __future__ import annotations
@@ -140,11 +141,15 @@ class WriteConflict(Conflict):
 
 
 class RateLimited(SymphainyError):
-    """Too many attempts; back off."""
+    """Too many attempts; back off for ``retry_after`` seconds (on the wire: ``retry_after_s``)."""
 
     code = "rate_limited"
     retryable = True
     default_message = "too many requests"
+
+    def __init__(self, message: str | None = None, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class RuntimeUnavailable(SymphainyError):
@@ -175,6 +180,9 @@ ERRORS_BY_CODE: dict[str, type[SymphainyError]] = {
 }
 
 
-def error_from_wire(code: str, message: str) -> SymphainyError:
+def error_from_wire(code: str, message: str, retry_after: int | None = None) -> SymphainyError:
     """Rebuild the error class named by a wire code; unknown codes become the base class."""
-    return ERRORS_BY_CODE.get(code, SymphainyError)(message)
+    cls = ERRORS_BY_CODE.get(code, SymphainyError)
+    if issubclass(cls, RateLimited):
+        return cls(message, retry_after)
+    return cls(message)

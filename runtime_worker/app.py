@@ -25,7 +25,6 @@ from runtime_worker.deps import Deps
 from runtime_worker.dispatch import Clock, Dispatcher
 from runtime_worker.passwords import Passwords
 from runtime_worker.routers import session_router, system_router, user_router
-from runtime_worker.sessions import SessionPolicy
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +70,7 @@ async def start_worker(
     broker = build_broker(settings, worker_id)
     nc = await broker.connect()
     surface = await ensure_state_surface(nc.jetstream(), settings)
-    deps = Deps.over(
-        surface,
-        SessionPolicy.from_settings(settings),
-        clock,
-        worker_id,
-        settings.write_retry_window_s,
-        passwords,
-    )
+    deps = Deps.over(surface, settings, clock, worker_id, passwords)
     await deps.passwords.warm()
     await _index_older_sessions(nc, deps)
     dispatcher = Dispatcher(nc, clock)

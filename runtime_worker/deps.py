@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from nats.js.kv import KeyValue
 
+from bus.settings import Settings
 from bus.state import StateSurface
+from runtime_worker.attempts import LoginAttempts
 from runtime_worker.dispatch import Clock
 from runtime_worker.kv import NatsBucket, RetryingBucket
 from runtime_worker.passwords import Passwords
@@ -20,6 +23,7 @@ class Deps:
 
     sessions: SessionStore
     users: UserStore
+    attempts: LoginAttempts
     idempotency: IdempotencyStore
     passwords: Passwords
     policy: SessionPolicy
@@ -30,23 +34,27 @@ class Deps:
     def over(
         cls,
         surface: StateSurface,
-        policy: SessionPolicy,
+        settings: Settings,
         clock: Clock,
         worker_id: str,
-        retry_window_s: float,
         passwords: Passwords | None = None,
     ) -> Deps:
-        """Deps over the real buckets, each riding out outages for ``retry_window_s``."""
+        """Deps over the real buckets, each riding out outages for ``write_retry_window_s``."""
 
         def bucket(kv: KeyValue) -> RetryingBucket:
-            return RetryingBucket(NatsBucket(kv), retry_window_s)
+            return RetryingBucket(NatsBucket(kv), settings.write_retry_window_s)
 
         return cls(
             sessions=SessionStore(bucket(surface.sessions), bucket(surface.sessions_by_user)),
             users=UserStore(bucket(surface.users)),
+            attempts=LoginAttempts(
+                bucket(surface.login_attempts),
+                settings.login_rate_limit,
+                timedelta(seconds=settings.login_rate_window_s),
+            ),
             idempotency=IdempotencyStore(bucket(surface.idempotency)),
             passwords=passwords or Passwords(),
-            policy=policy,
+            policy=SessionPolicy.from_settings(settings),
             clock=clock,
             worker_id=worker_id,
         )

@@ -86,7 +86,7 @@ def user_router(deps: Deps, dispatcher: Dispatcher) -> NatsRouter:
     router = NatsRouter()
 
     async def authenticate(i: AuthenticateUser, now: datetime) -> Reply:
-        return await users.authenticate_user(i, deps.users, deps.passwords)
+        return await users.authenticate_user(i, deps.users, deps.passwords, deps.attempts, now)
 
     async def create(i: CreateUser, now: datetime) -> Reply:
         return await users.create_user(i, deps.users, deps.passwords, now)

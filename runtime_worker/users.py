@@ -20,6 +20,7 @@ from intents import (
     WriteConflict,
     new_id,
 )
+from runtime_worker.attempts import LoginAttempts
 from runtime_worker.kv import KeyExists, RevisionMismatch
 from runtime_worker.passwords import Passwords
 from runtime_worker.sessions import revoke_all
@@ -36,10 +37,19 @@ async def _find(users: UserStore, username: str) -> tuple[UserRecord, int] | Non
 
 
 async def authenticate_user(
-    intent: AuthenticateUser, users: UserStore, passwords: Passwords
+    intent: AuthenticateUser,
+    users: UserStore,
+    passwords: Passwords,
+    attempts: LoginAttempts,
+    now: datetime,
 ) -> AuthenticateUserReply:
-    """Check the password; an unknown user costs the same time and gets the same error."""
+    """Check the password; an unknown user costs the same time and gets the same error.
+
+    Each attempt is counted first, per username across every worker: over the limit it is
+    ``RateLimited`` without a password check.
+    """
     password = intent.password.get_secret_value()
+    await attempts.count(intent.username, now)
     found = await _find(users, intent.username)
     if found is None:
         await passwords.verify_decoy(password)
@@ -47,6 +57,7 @@ async def authenticate_user(
     user, _ = found
     if not await passwords.verify(password, user.password_hash):
         raise AuthenticationFailed()
+    await attempts.clear(intent.username)
     return AuthenticateUserReply(user=user.info())
 
 

@@ -79,6 +79,56 @@ async def test_repeated_failures_are_429_with_retry_after(make_stack: StackFacto
     assert 1 <= int(limited.headers["Retry-After"]) <= 60
 
 
+def from_address(address: str) -> dict[str, str]:
+    """Headers of a request relayed by a trusted proxy (loopback) for client ``address``."""
+    return {"X-Forwarded-For": address}
+
+
+async def test_attempts_on_one_name_are_limited_across_experience_processes(
+    make_stack: StackFactory,
+) -> None:
+    first = await make_stack(login_rate_limit=2, login_rate_window_s=60)
+    second = await make_stack(workers=0, login_rate_limit=2, login_rate_window_s=60)
+    await first.add_user("alice")
+    bad = {"username": "alice", "password": "guess"}
+    right = {"username": "alice", "password": PASSWORD}
+    # Two processes, three addresses: only a count shared by the runtime sees three attempts.
+    for stack, address in ((first, "10.0.0.1"), (second, "10.0.0.2")):
+        async with httpx.AsyncClient(base_url=stack.base_url) as http:
+            failed = await http.post("/api/auth/login", json=bad, headers=from_address(address))
+            assert failed.status_code == 401
+    async with httpx.AsyncClient(base_url=first.base_url) as http:
+        limited = await http.post("/api/auth/login", json=right, headers=from_address("10.0.0.3"))
+        other = await http.post(
+            "/api/auth/login",
+            json={"username": "bob", "password": "x"},
+            headers=from_address("10.0.0.3"),
+        )
+    assert limited.status_code == 429
+    assert limited.json()["error"]["code"] == "rate_limited"
+    assert 50 <= int(limited.headers["Retry-After"]) <= 60  # the window's end, not a default
+    assert other.status_code == 401  # another name is not affected
+
+
+async def test_failures_from_one_address_do_not_lock_out_another(
+    make_stack: StackFactory,
+) -> None:
+    stack = await make_stack(login_rate_limit=2, login_rate_window_s=60)
+    await stack.add_user("carol")
+    async with httpx.AsyncClient(base_url=stack.base_url) as http:
+        for name in ("x1", "x2"):
+            guess = {"username": name, "password": "guess"}
+            failed = await http.post(
+                "/api/auth/login", json=guess, headers=from_address("10.0.0.9")
+            )
+            assert failed.status_code == 401
+        right = {"username": "carol", "password": PASSWORD}
+        blocked = await http.post("/api/auth/login", json=right, headers=from_address("10.0.0.9"))
+        allowed = await http.post("/api/auth/login", json=right, headers=from_address("10.0.0.8"))
+    assert blocked.status_code == 429
+    assert allowed.status_code == 200
+
+
 async def test_login_without_a_runtime_is_503_with_retry_after_promptly(stack: Stack) -> None:
     await stack.stop_workers()
     async with httpx.AsyncClient(base_url=stack.base_url) as http:

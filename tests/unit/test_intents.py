@@ -17,6 +17,7 @@ from intents import (
     ErrorReply,
     Intent,
     PingReply,
+    RateLimited,
     RunAgent,
     SessionNotFound,
     SessionRevoked,
@@ -118,3 +119,19 @@ def test_parse_reply_raises_the_typed_error() -> None:
         parse_reply(b"not json", PingReply)
     with pytest.raises(SymphainyError):
         parse_reply(b'{"ok": true}', PingReply)
+
+
+def test_a_rate_limit_carries_its_retry_after_across_the_wire() -> None:
+    wire = (
+        ErrorReply.from_error(RateLimited("slow down", retry_after=42)).model_dump_json().encode()
+    )
+    assert json.loads(wire)["error"]["retry_after_s"] == 42
+    with pytest.raises(RateLimited) as caught:
+        parse_reply(wire, PingReply)
+    assert caught.value.retry_after == 42
+    assert caught.value.message == "slow down"
+    plain = ErrorReply.from_error(RateLimited()).model_dump_json().encode()
+    assert "retry_after_s" not in json.loads(plain)["error"]
+    with pytest.raises(RateLimited) as caught:
+        parse_reply(plain, PingReply)
+    assert caught.value.retry_after is None

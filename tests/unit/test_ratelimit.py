@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from experience.ratelimit import LoginLimited, LoginLimiter
+from experience.ratelimit import LoginLimiter
+from intents import RateLimited
 
 
 class Clock:
@@ -21,11 +22,11 @@ def test_limit_reached_then_window_passes() -> None:
     for _ in range(3):
         limiter.check("ip:1", "user:a")
         limiter.failed("ip:1", "user:a")
-    with pytest.raises(LoginLimited) as caught:
+    with pytest.raises(RateLimited) as caught:
         limiter.check("ip:1", "user:a")
     assert caught.value.retry_after == 60
     clock.now += 45
-    with pytest.raises(LoginLimited) as caught:
+    with pytest.raises(RateLimited) as caught:
         limiter.check("ip:2", "user:a")
     assert caught.value.retry_after == 15
     limiter.check("ip:2", "user:b")
@@ -36,6 +37,6 @@ def test_limit_reached_then_window_passes() -> None:
 def test_keys_count_separately() -> None:
     limiter = LoginLimiter(limit=1, window_s=60, clock=Clock())
     limiter.failed("user:a")
-    with pytest.raises(LoginLimited):
+    with pytest.raises(RateLimited):
         limiter.check("user:a")
     limiter.check("user:b")

@@ -22,6 +22,7 @@ from intents import (
 )
 from runtime_worker import sessions as sh
 from runtime_worker import users as h
+from runtime_worker.attempts import LoginAttempts
 from runtime_worker.kv import MemoryBucket
 from runtime_worker.passwords import Passwords
 from runtime_worker.store import IdempotencyStore, SessionStore, UserStore
@@ -39,6 +40,11 @@ def passwords() -> Passwords:
 @pytest.fixture
 def users() -> UserStore:
     return UserStore(MemoryBucket())
+
+
+@pytest.fixture
+def attempts() -> LoginAttempts:
+    return LoginAttempts(MemoryBucket(), limit=100, window=timedelta(minutes=1))
 
 
 def secret(value: str) -> SecretStr:
@@ -62,26 +68,32 @@ async def test_create_stores_an_argon2_hash_not_the_password(
 
 
 async def test_authentication_failures_are_indistinguishable(
-    users: UserStore, passwords: Passwords
+    users: UserStore, passwords: Passwords, attempts: LoginAttempts
 ) -> None:
     await h.create_user(
         CreateUser(username="alice", password=secret("right")), users, passwords, T0
     )
     ok = await h.authenticate_user(
-        AuthenticateUser(username="alice", password=secret("right")), users, passwords
+        AuthenticateUser(username="alice", password=secret("right")), users, passwords, attempts, T0
     )
     assert ok.user.username == "alice"
     failures = []
     for name, pw in [("alice", "wrong"), ("nobody", "right"), ("bad name!", "x")]:
         with pytest.raises(AuthenticationFailed) as caught:
             await h.authenticate_user(
-                AuthenticateUser(username=name, password=secret(pw)), users, passwords
+                AuthenticateUser(username=name, password=secret(pw)),
+                users,
+                passwords,
+                attempts,
+                T0,
             )
         failures.append((caught.value.code, caught.value.message))
     assert len(set(failures)) == 1
 
 
-async def test_list_and_remove_revokes_sessions(users: UserStore, passwords: Passwords) -> None:
+async def test_list_and_remove_revokes_sessions(
+    users: UserStore, passwords: Passwords, attempts: LoginAttempts
+) -> None:
     sessions = SessionStore(MemoryBucket(), MemoryBucket())
     idem = IdempotencyStore(MemoryBucket())
     bob = (
@@ -102,5 +114,5 @@ async def test_list_and_remove_revokes_sessions(users: UserStore, passwords: Pas
         await h.remove_user(RemoveUser(username="bob"), users, sessions, T0)
     with pytest.raises(AuthenticationFailed):
         await h.authenticate_user(
-            AuthenticateUser(username="bob", password=secret("p")), users, passwords
+            AuthenticateUser(username="bob", password=secret("p")), users, passwords, attempts, T0
         )
