@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nats.aio.client import Client
 
@@ -47,12 +48,12 @@ class System:
 
 
 @asynccontextmanager
-async def running_system(*, http: bool = False) -> AsyncIterator[System]:
-    """Start the system (with HTTP if asked), yield it, stop it all."""
+async def running_system(*, http: bool = False, **overrides: Any) -> AsyncIterator[System]:
+    """Start the system (with HTTP if asked) with settings ``overrides``; yield it; stop it all."""
     with tempfile.TemporaryDirectory() as tmp:
         server = EmbeddedNats(Path(tmp) / "nats").start()
         try:
-            settings = Settings(nats_url=server.url, data_dir=Path(tmp), dev_mode=True)
+            settings = Settings(nats_url=server.url, data_dir=Path(tmp), dev_mode=True, **overrides)
             worker = await start_worker(settings)
             nc = await connect(server.url, "bench")
             web = build_server(create_app(settings), settings, "127.0.0.1", 0) if http else None
