@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import TypeVar
 
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError, NoRespondersError, TimeoutError
 from pydantic import ValidationError
 
@@ -27,17 +29,32 @@ def intent_headers(intent: Intent) -> dict[str, str]:
     }
 
 
+# A retry-safe intent with no reply by this share of its deadline is sent once more: the worker
+# that took it may have died with it, and the queue group hands the copy to a live one.
+SECOND_TRY_AT = 0.5
+
+
 async def request(nc: Client, intent: Intent, reply_type: type[R], timeout: float) -> R:
     """Send ``intent`` to the runtime and return its typed reply, or raise its typed error.
 
     No responders, no reply within ``timeout``, a closed connection: all ``RuntimeUnavailable``,
-    raised within ``timeout``.
+    raised within ``timeout``. A ``retry_safe`` intent is sent a second time (same intent id)
+    when half the time has passed without a reply, so a worker killed mid-request costs a read
+    some latency, not an error.
     """
     intent = intent.with_deadline(timeout)
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + timeout
+    first = timeout * SECOND_TRY_AT if intent.retry_safe else timeout
     try:
-        msg = await nc.request(
-            intent.subject, intent.to_wire(), timeout=timeout, headers=intent_headers(intent)
-        )
+        try:
+            msg = await _send(nc, intent, first)
+        except TimeoutError:
+            left = give_up - loop.time()
+            if not intent.retry_safe or left <= 0:
+                raise
+            log.info("no reply to %s in %.1f s: asking again", intent.intent_id, first)
+            msg = await _send(nc, intent, left)
     except NoRespondersError as exc:
         raise RuntimeUnavailable("no runtime worker is running") from exc
     except TimeoutError as exc:
@@ -45,6 +62,12 @@ async def request(nc: Client, intent: Intent, reply_type: type[R], timeout: floa
     except (ConnectionClosedError, OSError) as exc:
         raise RuntimeUnavailable("not connected to NATS") from exc
     return parse_reply(msg.data, reply_type)
+
+
+async def _send(nc: Client, intent: Intent, timeout: float) -> Msg:
+    return await nc.request(
+        intent.subject, intent.to_wire(), timeout=timeout, headers=intent_headers(intent)
+    )
 
 
 async def ask(nc: Client, intent: Intent, timeout: float) -> Reply:

@@ -41,6 +41,9 @@ class Intent(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     subject: ClassVar[str]
+    # Safe to send again when no reply came: reads, and writes whose repeat changes nothing the
+    # caller sees. A request helper may then ask a second worker before the deadline.
+    retry_safe: ClassVar[bool] = False
 
     intent_id: str = Field(default_factory=new_id, min_length=1, max_length=64)
     correlation_id: str = Field(default_factory=new_id, min_length=1, max_length=128)

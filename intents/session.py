@@ -61,6 +61,7 @@ class VerifySession(Intent):
     """Confirm a session exists, is active, is not expired and belongs to ``user_id``."""
 
     subject = names.SESSION_VERIFY
+    retry_safe = True
 
     session_id: SessionId
     user_id: UserId
@@ -80,6 +81,7 @@ class GetSession(Intent):
     """Read one session; with ``user_id`` set, only if it is that user's."""
 
     subject = names.SESSION_GET
+    retry_safe = True
 
     session_id: SessionId
     user_id: UserId | None = None
@@ -95,6 +97,7 @@ class ListSessions(Intent):
     """List sessions, optionally of one user (by id or name), live ones unless asked otherwise."""
 
     subject = names.SESSION_LIST
+    retry_safe = True
 
     user_id: UserId | None = None
     username: str | None = None
@@ -111,6 +114,7 @@ class RefreshSession(Intent):
     """Mark a live session as used now, extending its idle expiry (never past its lifetime)."""
 
     subject = names.SESSION_REFRESH
+    retry_safe = True
 
     session_id: SessionId
     user_id: UserId
@@ -126,6 +130,7 @@ class RevokeSession(Intent):
     """End a session; with ``user_id`` set, only if it is that user's."""
 
     subject = names.SESSION_REVOKE
+    retry_safe = True
 
     session_id: SessionId
     user_id: UserId | None = None

@@ -10,6 +10,7 @@ class Ping(Intent):
     """Ask any runtime worker to answer; used by readiness checks."""
 
     subject = names.SYSTEM_PING
+    retry_safe = True
 
 
 class PingReply(Reply):

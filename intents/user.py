@@ -62,6 +62,7 @@ class ListUsers(Intent):
     """List every user."""
 
     subject = names.USER_LIST
+    retry_safe = True
 
 
 class ListUsersReply(Reply):

@@ -21,6 +21,7 @@ class Measured:
     fault: str
     requests: int
     failed: int
+    failed_logins: int
     wrong: int
     window_s: float | None
     lost: int
@@ -31,7 +32,8 @@ class Measured:
         """One line for the report."""
         window = "no errors" if self.window_s is None else f"errors until +{self.window_s:.2f} s"
         return (
-            f"{self.fault}: {self.requests} requests, {self.failed} failed (503), "
+            f"{self.fault}: {self.requests} requests, {self.failed} failed (503; "
+            f"{self.failed_logins} login, {self.failed - self.failed_logins} verify), "
             f"{self.wrong} wrong; {window} after the fault; lost sessions {self.lost} of "
             f"{self.sessions}" + (f"; {self.note}" if self.note else "")
         )
@@ -49,6 +51,7 @@ def measure(fault: str, load: Load, fault_at: float, lost: int, note: str = "") 
         fault=fault,
         requests=len(load.outcomes),
         failed=len(failed),
+        failed_logins=sum(1 for o in failed if o.kind == "login"),
         wrong=sum(1 for o in load.outcomes if o.problem),
         window_s=max((o.ended - fault_at for o in failed), default=None),
         lost=lost,
