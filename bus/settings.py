@@ -41,6 +41,8 @@ class Settings(BaseSettings):
 
     # Bus behaviour.
     request_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    # Intents of one type a runtime worker executes at once (FastStream's max_workers).
+    runtime_concurrency: int = Field(default=64, ge=1, le=4096)
     retry_after_s: int = Field(default=2, ge=1, le=3600)
     write_retry_window_s: float = Field(default=10.0, ge=0, le=120)
 

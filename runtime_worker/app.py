@@ -73,7 +73,7 @@ async def start_worker(
     deps = Deps.over(surface, settings, clock, worker_id, passwords)
     await deps.passwords.warm()
     await _index_older_sessions(nc, deps)
-    dispatcher = Dispatcher(nc, clock)
+    dispatcher = Dispatcher(nc, clock, settings.runtime_concurrency)
     for make in (session_router, user_router, system_router):
         broker.include_router(make(deps, dispatcher))
     await broker.start()

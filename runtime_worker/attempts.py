@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
-from intents import RateLimited, WriteConflict
+from intents import RateLimited
 from runtime_worker.kv import Bucket, KeyExists, RevisionMismatch
 from runtime_worker.store import MAX_CAS_ATTEMPTS
 
@@ -64,7 +64,8 @@ class LoginAttempts:
             with contextlib.suppress(RevisionMismatch):
                 await self._bucket.update(key, _dump(counted), entry.revision)
                 return
-        raise WriteConflict("login attempts kept changing; retry")
+        # Every try lost a race: this name is being tried many times at this very moment.
+        raise RateLimited("too many login attempts at once; try again later", 1)
 
     async def clear(self, username: str) -> None:
         """Forget the attempts of a username after a successful login."""

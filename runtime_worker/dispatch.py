@@ -77,9 +77,10 @@ async def execute(
 class Dispatcher:
     """Executes intents for the routers and writes the audit record of each."""
 
-    def __init__(self, nc: Client, clock: Clock) -> None:
+    def __init__(self, nc: Client, clock: Clock, concurrency: int = 1) -> None:
         self._nc = nc
         self._clock = clock
+        self.concurrency = concurrency
 
     async def handle(
         self,

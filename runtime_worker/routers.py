@@ -35,14 +35,20 @@ from runtime_worker.dispatch import Dispatcher, Handler, I
 def bind(
     router: NatsRouter, dispatcher: Dispatcher, intent_type: type[I], handler: Handler[I]
 ) -> None:
-    """Subscribe ``handler`` to the intent's subject in the runtime queue group."""
+    """Subscribe ``handler`` to the intent's subject in the runtime queue group.
+
+    Up to ``dispatcher.concurrency`` intents of this type run at once on this worker: one slow
+    intent (a password check, a KV call waiting out an election) does not hold up the others.
+    """
 
     async def on_intent(msg: NatsMessage) -> bytes:
         return await dispatcher.handle(msg.body, msg.headers, intent_type, handler)
 
     on_intent.__name__ = f"on_{intent_type.__name__}"
     on_intent.__qualname__ = on_intent.__name__
-    router.subscriber(intent_type.subject, queue=names.RUNTIME_QUEUE)(on_intent)
+    router.subscriber(
+        intent_type.subject, queue=names.RUNTIME_QUEUE, max_workers=dispatcher.concurrency
+    )(on_intent)
 
 
 def session_router(deps: Deps, dispatcher: Dispatcher) -> NatsRouter:

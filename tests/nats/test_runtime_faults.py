@@ -13,6 +13,9 @@ from bus.request import ask
 from bus.settings import Settings
 from bus.state import ensure_state_surface
 from intents import (
+    AuthenticateUser,
+    AuthenticateUserReply,
+    AuthenticationFailed,
     CreateUser,
     ErrorReply,
     Ping,
@@ -78,3 +81,50 @@ async def test_workers_share_the_load_as_a_queue_group(nc: Client, start: StartW
     await first.stop()
     replies = await asyncio.gather(*(ask(nc, Ping(), 2.0) for _ in range(50)))
     assert {r.worker_id for r in replies if isinstance(r, PingReply)} == {second.worker_id}
+
+
+class HeldPasswords(Passwords):
+    """Cheap hashing, except that checking the password "hold" waits until released."""
+
+    def __init__(self, cheap: Passwords) -> None:
+        super().__init__(cheap._hasher)
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def verify(self, password: str, password_hash: str) -> bool:
+        if password == "hold":
+            self.holding.set()
+            await self.release.wait()
+        return await super().verify(password, password_hash)
+
+
+@pytest.mark.parametrize("concurrency", [1, 8])
+async def test_a_slow_intent_does_not_hold_up_others_of_its_kind(
+    nc: Client,
+    settings: Settings,
+    start: StartWorker,
+    cheap_passwords: Passwords,
+    concurrency: int,
+) -> None:
+    passwords = HeldPasswords(cheap_passwords)
+    await start(
+        settings=settings.model_copy(update={"runtime_concurrency": concurrency}),
+        passwords=passwords,
+    )
+    await ask(nc, CreateUser(username="alice", password="pw"), 2.0)  # type: ignore[arg-type]
+    slow = asyncio.create_task(
+        ask(nc, AuthenticateUser(username="alice", password="hold"), 5.0)  # type: ignore[arg-type]
+    )
+    await passwords.holding.wait()
+    try:
+        fast = ask(nc, AuthenticateUser(username="alice", password="pw"), 1.0)  # type: ignore[arg-type]
+        if concurrency == 1:
+            # One at a time (FastStream's default): the second waits behind the first.
+            with pytest.raises(RuntimeUnavailable):
+                await fast
+        else:
+            assert isinstance(await fast, AuthenticateUserReply)
+    finally:
+        passwords.release.set()
+    with pytest.raises(AuthenticationFailed):
+        await slow
