@@ -6,9 +6,10 @@ All subscribers join the ``runtime`` queue group, so any number of workers share
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+from faststream.message import StreamMessage
 from faststream.nats import NatsRouter
-from faststream.nats.annotations import NatsMessage
 
 from bus import names
 from intents import (
@@ -32,6 +33,15 @@ from runtime_worker.deps import Deps
 from runtime_worker.dispatch import Dispatcher, Handler, I
 
 
+async def _the_message(msg: StreamMessage[Any]) -> Any:
+    """The decoder: hand the handler the message itself. FastStream's default decoder parses the
+    JSON (the dispatcher parses it again, typed), and a handler parameter of type ``NatsMessage``
+    is resolved as a context field, which FastDepends does in a thread: together about a quarter
+    of a worker's time per ``VerifySession`` (bench/worker_throughput.py: 1,350 -> 1,760-1,900
+    req/s)."""
+    return msg
+
+
 def bind(
     router: NatsRouter, dispatcher: Dispatcher, intent_type: type[I], handler: Handler[I]
 ) -> None:
@@ -41,13 +51,16 @@ def bind(
     intent (a password check, a KV call waiting out an election) does not hold up the others.
     """
 
-    async def on_intent(msg: NatsMessage) -> bytes:
+    async def on_intent(msg: StreamMessage[Any]) -> bytes:
         return await dispatcher.handle(msg.body, msg.headers, intent_type, handler)
 
     on_intent.__name__ = f"on_{intent_type.__name__}"
     on_intent.__qualname__ = on_intent.__name__
     router.subscriber(
-        intent_type.subject, queue=names.RUNTIME_QUEUE, max_workers=dispatcher.concurrency
+        intent_type.subject,
+        queue=names.RUNTIME_QUEUE,
+        max_workers=dispatcher.concurrency,
+        decoder=_the_message,
     )(on_intent)
 
 
