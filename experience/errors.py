@@ -88,7 +88,7 @@ def install(app: FastAPI, retry_after_s: int) -> None:
     def render(request: Request, exc: SymphainyError, status: int) -> JSONResponse:
         retry_after = None
         if status in (429, 503):
-            retry_after = getattr(exc, "retry_after", None) or retry_after_s
+            retry_after = exc.retry_after or retry_after_s
         if status >= 500 and not exc.retryable:
             log.error(
                 "%s %s failed: %s [%s]",

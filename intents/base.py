@@ -121,7 +121,7 @@ class ErrorReply(BaseModel):
                 code=exc.code,
                 message=exc.message,
                 retryable=exc.retryable,
-                retry_after_s=getattr(exc, "retry_after", None),
+                retry_after_s=exc.retry_after,
             )
         )
 

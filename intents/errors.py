@@ -36,8 +36,9 @@ class SymphainyError(Exception):
     retryable: ClassVar[bool] = False
     default_message: ClassVar[str] = "internal error"
 
-    def __init__(self, message: str | None = None) -> None:
+    def __init__(self, message: str | None = None, retry_after: int | None = None) -> None:
         self.message = message or self.default_message
+        self.retry_after = retry_after  # seconds, when the error knows when to try again
         super().__init__(self.message)
 
 
@@ -147,10 +148,6 @@ class RateLimited(SymphainyError):
     retryable = True
     default_message = "too many requests"
 
-    def __init__(self, message: str | None = None, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
 
 class RuntimeUnavailable(SymphainyError):
     """No runtime worker answered (none running, NATS down, or no reply in time)."""
@@ -182,7 +179,4 @@ ERRORS_BY_CODE: dict[str, type[SymphainyError]] = {
 
 def error_from_wire(code: str, message: str, retry_after: int | None = None) -> SymphainyError:
     """Rebuild the error class named by a wire code; unknown codes become the base class."""
-    cls = ERRORS_BY_CODE.get(code, SymphainyError)
-    if issubclass(cls, RateLimited):
-        return cls(message, retry_after)
-    return cls(message)
+    return ERRORS_BY_CODE.get(code, SymphainyError)(message, retry_after)

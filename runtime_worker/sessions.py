@@ -196,8 +196,6 @@ async def list_sessions(
     found = []
     stored = await (sessions.all() if intent.user_id is None else sessions.of_user(intent.user_id))
     for session in stored:
-        if intent.user_id is not None and session.user_id != intent.user_id:
-            continue
         if username is not None and session.username.lower() != username:
             continue
         view = effective(session, now)

@@ -12,7 +12,6 @@ is harmless: sessions read through the index are checked to belong to the user.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 from collections.abc import Callable
 from datetime import datetime
@@ -76,11 +75,15 @@ class SessionStore:
         await self._index(session)
         return await self._bucket.create(session.session_id, _dump(session))
 
-    async def _index(self, session: SessionInfo) -> None:
-        with contextlib.suppress(KeyExists):  # a retried write: the entry is ours already
+    async def _index(self, session: SessionInfo) -> bool:
+        """Write the session's index entry; False if it was there already (a retried write)."""
+        try:
             await self._by_user.create(
                 index_key(session.user_id, session.session_id), session.session_id.encode()
             )
+        except KeyExists:
+            return False
+        return True
 
     async def of_user(self, user_id: str) -> list[SessionInfo]:
         """Every stored session of ``user_id``, found through the index (no scan of the bucket)."""
@@ -95,10 +98,7 @@ class SessionStore:
         """
         added = 0
         for session in await self.all():
-            key = index_key(session.user_id, session.session_id)
-            if await self._by_user.get(key) is None:
-                await self._index(session)
-                added += 1
+            added += await self._index(session)
         return added
 
     async def replace(self, session: SessionInfo, revision: int) -> int:

@@ -74,19 +74,18 @@ class Gate:
         self._writers: set[asyncio.Task[None]] = set()
         self._subs: list[Subscription] = []
         self._stopped = False
-        self._retry: asyncio.Task[None] | None = None
         self._watch: Subscription | None = None
         self._watch_lock = asyncio.Lock()
 
     async def start(self) -> None:
-        """Watch the sessions bucket and listen for agent replies.
+        """Listen for agent replies and watch the sessions bucket.
 
-        The bucket is the runtime's to create: if no runtime has run yet, keep trying in the
-        background (sockets cannot be admitted before then anyway: nobody answers VerifySession).
+        The bucket is the runtime's to create: if no runtime has run yet, the watch starts with
+        the first admission after one has (``watching``); no socket is admitted before.
         """
         self._subs.append(await self.agents.subscribe())
-        if not await self._watch_sessions():
-            self._retry = asyncio.create_task(self._watch_sessions_when_ready())
+        if not await self.watching():
+            log.warning("no sessions bucket yet: the watch starts once a runtime has created it")
 
     async def watching(self) -> bool:
         """Whether revocations reach this gate; tries to start the watch if they do not yet.
@@ -96,14 +95,10 @@ class Gate:
         bucket, this is False (and nobody could answer ``VerifySession`` anyway).
         """
         if self._watch is None:
-            with contextlib.suppress(NatsError):
-                await self._watch_sessions()
-        return self._watch is not None
-
-    async def _watch_sessions(self) -> bool:
-        async with self._watch_lock:
-            if self._watch is None:
-                self._watch = await self._subscribe_sessions()
+            async with self._watch_lock:
+                if self._watch is None:
+                    with contextlib.suppress(NatsError):
+                        self._watch = await self._subscribe_sessions()
         return self._watch is not None
 
     async def _subscribe_sessions(self) -> Subscription | None:
@@ -118,22 +113,11 @@ class Gate:
         except NotFoundError:
             return None
 
-    async def _watch_sessions_when_ready(self) -> None:
-        log.warning("no sessions bucket yet: waiting for a runtime worker to create it")
-        while not self._stopped:
-            await asyncio.sleep(1.0)
-            with contextlib.suppress(NatsError):
-                if await self._watch_sessions():
-                    log.info("watching the sessions bucket")
-                    return
-
     async def stop(self) -> None:
         """Close every socket with 1001 and wait (bounded) for the close frames to go out."""
         if self._stopped:
             return
         self._stopped = True
-        if self._retry is not None:
-            self._retry.cancel()
         self.registry.close_all(CloseCode.GOING_AWAY, "server going away")
         if self._writers:
             await asyncio.wait(set(self._writers), timeout=self.settings.ws_drain_timeout_s)

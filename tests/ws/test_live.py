@@ -201,8 +201,9 @@ async def test_a_gate_started_before_any_runtime_sees_the_first_revocations(
     make_stack: StackFactory,
 ) -> None:
     # No bucket to watch when the gate starts; the first runtime creates it. Everything below
-    # happens within milliseconds of that, far inside the gate's 1 s background retry: only
-    # admission starting the watch itself lets the socket see its revocation.
+    # happens within milliseconds of that: only admission starting the watch itself (a gate that
+    # polled for the bucket, as this one once did every second, missed it) lets the socket see
+    # its revocation.
     stack = await make_stack(workers=0)
     await stack.start_worker()
     await stack.add_user("alice")
