@@ -57,15 +57,23 @@ class EmbeddedNats:
     data_dir: Path
     port: int = -1
     host: str = "127.0.0.1"
+    # nats-server's configuration (authorization, TLS); flags below override its listen address.
+    config: Path | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     bound_port: int | None = None
 
     @property
     def url(self) -> str:
-        """The client URL of the running server."""
+        """The client URL of the running server (``tls://`` when its configuration has TLS)."""
         if self.bound_port is None:
             raise EmbeddedNatsError("server not started")
-        return f"nats://{self.host}:{self.bound_port}"
+        scheme = "tls" if self.tls else "nats"
+        return f"{scheme}://{self.host}:{self.bound_port}"
+
+    @property
+    def tls(self) -> bool:
+        """Whether the server requires TLS (it says so in its log)."""
+        return "TLS required for client connections" in self.log_path.read_text(errors="replace")
 
     @property
     def log_path(self) -> Path:
@@ -84,6 +92,8 @@ class EmbeddedNats:
             "-sd", str(self.data_dir / "jetstream"),
             "-l", str(self.log_path),
         ]  # fmt: skip
+        if self.config is not None:
+            args += ["-c", str(self.config)]
         self.process = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,

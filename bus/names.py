@@ -94,3 +94,18 @@ def kv_key_subject(bucket: str, key: str = ">") -> str:
 def audit_subject(subject: str) -> str:
     """Where the audit record of an intent sent on ``subject`` goes."""
     return AUDIT_PREFIX + subject
+
+
+# Reply inboxes. Each role receives replies under a prefix of its own, so no other identity may
+# subscribe to them; the inspector keeps NATS's default, which every tool uses unconfigured.
+DEFAULT_INBOX_PREFIX: Final = "_INBOX"
+# JetStream's API, flow control and acknowledgement subjects, and the service protocol.
+JS_API: Final = "$JS.API"
+JS_FLOW_CONTROL: Final = "$JS.FC"
+JS_ACK: Final = "$JS.ACK"
+SERVICE_API_ALL: Final = "$SRV.>"
+
+
+def role_inbox_prefix(role: str) -> str:
+    """The reply-inbox prefix of a bus role (``_INBOX_<role>``)."""
+    return f"{DEFAULT_INBOX_PREFIX}_{role}"

@@ -15,6 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "changethis", "secret", "dev", "development"})
 MIN_SECRET_BYTES = 32
 
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+
 JwtAlgorithm = Literal["HS256", "HS384", "HS512", "EdDSA", "RS256"]
 
 
@@ -26,7 +28,10 @@ class Settings(BaseSettings):
     )
 
     # Where things are.
-    nats_url: str = "nats://127.0.0.1:4222"
+    # The bus: a URL (else the role's context's, else DEFAULT_NATS_URL) and, for a NATS that
+    # requires credentials, a NATS CLI context file with this process's identity (bus/identity.py).
+    nats_url: str | None = None
+    nats_context: Path | None = None
     data_dir: Path = Path(".symphainy")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)

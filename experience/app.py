@@ -17,7 +17,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bus import names
-from bus.connection import connect
+from bus.connection import BusGuard, connect
+from bus.identity import identity_for
+from bus.permissions import Role
 from bus.settings import Settings
 from experience import errors, keys, logs
 from experience.gate.gate import Gate
@@ -64,13 +66,17 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        nc = await connect(settings.nats_url, f"symphainy-experience-{new_id()[:8]}")
+        identity = identity_for(settings, Role.EXPERIENCE)
+        guard = BusGuard(identity)
+        nc = await connect(identity, f"symphainy-experience-{new_id()[:8]}", guard)
         gate = Gate(settings, nc, tokens.verify)
         app.state.nc = nc
         app.state.gate = gate
         try:
-            await gate.start()
-            log.info("experience plane connected to %s", settings.nats_url)
+            await guard.run(gate.start())
+            await nc.flush()  # a refused subscription is reported before the flush returns
+            guard.check()
+            log.info("experience plane connected to %s", identity.url)
             yield
         finally:
             await gate.stop()

@@ -12,10 +12,13 @@ import logging
 from dataclasses import dataclass
 
 from faststream.nats import NatsBroker
+from faststream.nats.security import NatsSecurity, NatsUserPassword
 from nats.aio.client import Client
 
 from bus import names
-from bus.connection import connection_options
+from bus.connection import BusGuard, connection_options
+from bus.identity import NatsIdentity, identity_for
+from bus.permissions import Role
 from bus.request import request
 from bus.settings import Settings
 from bus.state import ensure_state_surface
@@ -44,13 +47,24 @@ class Worker:
         log.info("runtime worker %s stopped", self.worker_id)
 
 
-def build_broker(settings: Settings, worker_id: str) -> NatsBroker:
+def build_broker(identity: NatsIdentity, worker_id: str, guard: BusGuard) -> NatsBroker:
     """The worker's broker. FastStream's per-message log goes to DEBUG: at INFO it costs ~20%."""
+    options = connection_options(f"symphainy-runtime-{worker_id}", identity, guard)
+    # FastStream takes the identity as a security object rather than nats-py's keywords.
+    servers = options.pop("servers")
+    tls = options.pop("tls", None)
+    user, password = options.pop("user", None), options.pop("password", None)
+    security: NatsSecurity | None = None
+    if user is not None:
+        security = NatsUserPassword(user, password or "", ssl_context=tls)
+    elif tls is not None:
+        security = NatsSecurity(ssl_context=tls)
     return NatsBroker(
-        settings.nats_url,
+        servers,
+        security=security,
         log_level=logging.DEBUG,
         graceful_timeout=5.0,
-        **connection_options(f"symphainy-runtime-{worker_id}"),
+        **options,
     )
 
 
@@ -67,7 +81,33 @@ async def start_worker(
     ``agents`` are the agents this worker runs, by name (default: ``builtin_agents()``).
     """
     worker_id = worker_id or new_id()[:8]
-    broker = build_broker(settings, worker_id)
+    identity = identity_for(settings, Role.RUNTIME)
+    # Anything nats-server refuses while starting (credentials, a subject) fails the start at
+    # once with what was refused, rather than as a timeout.
+    guard = BusGuard(identity)
+    broker = build_broker(identity, worker_id, guard)
+    try:
+        runner = await guard.run(
+            _start(broker, settings, clock=clock, worker_id=worker_id, passwords=passwords,
+                   agents=agents)
+        )  # fmt: skip
+        guard.check()
+    except BaseException:
+        await broker.stop()
+        raise
+    log.info("runtime worker %s started on %s", worker_id, identity.url)
+    return Worker(worker_id=worker_id, broker=broker, runner=runner)
+
+
+async def _start(
+    broker: NatsBroker,
+    settings: Settings,
+    *,
+    clock: Clock,
+    worker_id: str,
+    passwords: Passwords | None,
+    agents: Agents | None,
+) -> AgentRunner:
     nc = await broker.connect()
     surface = await ensure_state_surface(nc.jetstream(), settings)
     deps = Deps.over(surface, settings, clock, worker_id, passwords)
@@ -82,8 +122,7 @@ async def start_worker(
     # Make sure intents reach us before anyone is told we are up.
     await nc.flush()
     await _until_answering(nc, settings.request_timeout_s)
-    log.info("runtime worker %s started on %s", worker_id, settings.nats_url)
-    return Worker(worker_id=worker_id, broker=broker, runner=runner)
+    return runner
 
 
 async def _index_older_sessions(nc: Client, deps: Deps) -> None:

@@ -7,10 +7,12 @@ import asyncio
 import getpass
 import sys
 
-import nats
 from nats.aio.client import Client
 from pydantic import SecretStr, ValidationError
 
+from bus.connection import BusGuard, PermissionDenied, connection_options
+from bus.identity import IdentityError, NatsIdentity, identity_for
+from bus.permissions import Role
 from bus.request import ask
 from bus.settings import Settings
 from intents import (
@@ -41,18 +43,20 @@ class CommandError(Exception):
 async def command(settings: Settings, args: argparse.Namespace) -> int:
     """Run one ``users``/``sessions`` command; the exit code."""
     try:
-        nc = await _connect(settings.nats_url)
-    except CommandError as exc:
+        identity = identity_for(settings, Role.ADMIN)
+        guard = BusGuard(identity)
+        nc = await _connect(identity, guard)
+    except (CommandError, IdentityError, PermissionDenied) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     try:
         handler = HANDLERS[(args.command, args.action)]
-        for line in await handler(nc, settings, args):
+        for line in await guard.run(handler(nc, settings, args)):
             print(line)
     except RuntimeUnavailable:
-        print(f"error: no runtime worker is answering on {settings.nats_url}", file=sys.stderr)
+        print(f"error: no runtime worker is answering on {identity.url}", file=sys.stderr)
         return 1
-    except (SymphainyError, CommandError) as exc:
+    except (SymphainyError, CommandError, PermissionDenied) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -60,22 +64,23 @@ async def command(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _connect(url: str) -> Client:
-    async def quiet(exc: Exception) -> None:
-        return None
+async def _connect(identity: NatsIdentity, guard: BusGuard) -> Client:
+    url = identity.url
+    options = connection_options("symphainy-cli", identity, guard)
+    options |= {"connect_timeout": CONNECT_TIMEOUT_S, "allow_reconnect": False}
 
+    async def quiet(exc: Exception) -> None:
+        guard.record(exc)
+
+    options["error_cb"] = quiet
+    nc = Client()
     try:
         # nats-py keeps retrying an initial connect that is refused; bound it ourselves.
-        return await asyncio.wait_for(
-            nats.connect(
-                servers=[url],
-                name="symphainy-cli",
-                connect_timeout=CONNECT_TIMEOUT_S,
-                allow_reconnect=False,
-                error_cb=quiet,
-            ),
-            CONNECT_TIMEOUT_S,
-        )
+        await asyncio.wait_for(guard.run(nc.connect(**options)), CONNECT_TIMEOUT_S)
+        return nc
+    except PermissionDenied:
+        await nc.close()
+        raise
     except TimeoutError as exc:
         raise CommandError(f"cannot reach NATS at {url} (is symphainy up?)") from exc
     except Exception as exc:

@@ -3,6 +3,7 @@
 symphainy up | runtime | experience
 symphainy users add NAME [--password-stdin] | users list | users remove NAME
 symphainy sessions list [--user NAME] [--all] | sessions revoke ID
+symphainy nats-context ROLE | nats-setup --url URL [--tls-host NAME ...]
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from bus.permissions import Role
 from bus.settings import Settings
-from symphainy import admin, run
+from symphainy import admin, bus_setup, run
 
 # Flags that map one to one onto settings fields.
-SETTING_FLAGS = ("host", "port", "data_dir", "nats_url", "nats_port", "workers", "dev_mode")
+SETTING_FLAGS = (
+    "host", "port", "data_dir", "nats_url", "nats_context", "nats_port", "workers", "dev_mode",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,11 +87,38 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = sessions.add_parser("revoke", help="revoke one session")
     revoke.add_argument("session_id")
     _nats(revoke)
+
+    context = commands.add_parser(
+        "nats-context", help="print a role's NATS CLI context (JSON) from the data directory"
+    )
+    context.add_argument("role", choices=[role.value for role in Role])
+    context.add_argument("--data-dir", type=Path, help="data directory (default ./.symphainy)")
+
+    setup = commands.add_parser(
+        "nats-setup",
+        help="write nats-server's configuration and every role's context (for deployments)",
+    )
+    setup.add_argument("--url", required=True, help="the URL clients use, e.g. nats://nats:4222")
+    setup.add_argument(
+        "--tls-host",
+        action="append",
+        default=[],
+        help="turn TLS on with a certificate for this host name (repeatable)",
+    )
+    setup.add_argument("--data-dir", type=Path, help="where to write (default ./.symphainy)")
     return parser
 
 
 def _nats(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--nats-url", help="NATS to use (default nats://127.0.0.1:4222)")
+    parser.add_argument(
+        "--nats-url", help="NATS to use (default: the context's, else nats://127.0.0.1:4222)"
+    )
+    parser.add_argument(
+        "--nats-context",
+        type=Path,
+        help="this component's NATS identity, a NATS CLI context file "
+        "(default: the data directory's, as symphainy up wrote it)",
+    )
     parser.add_argument("--data-dir", type=Path, help="data directory (default ./.symphainy)")
 
 
@@ -127,4 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run.main(run.runtime(settings))
     if args.command == "experience":
         return run.main(run.experience(settings))
+    if args.command == "nats-context":
+        return bus_setup.print_context(settings, Role(args.role))
+    if args.command == "nats-setup":
+        return bus_setup.setup(settings, args.url, args.tls_host)
     return asyncio.run(admin.command(settings, args))

@@ -16,8 +16,11 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
-from bus.connection import connect
+from bus.connection import PermissionDenied, connect
 from bus.embedded import EmbeddedNats, EmbeddedNatsError
+from bus.identity import IdentityError, identity_for
+from bus.permissions import Role
+from bus.provision import ensure_secrets, write_contexts, write_server_config
 from bus.request import ask
 from bus.settings import Settings
 from experience.app import create_app
@@ -38,7 +41,7 @@ def main(coro: Coroutine[Any, Any, None]) -> int:
     """Run a component until it is stopped; the exit code."""
     try:
         asyncio.run(coro)
-    except StartupError as exc:
+    except (StartupError, PermissionDenied, IdentityError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -120,7 +123,7 @@ async def _stop_workers(workers: list[Worker]) -> None:
 
 async def ensure_admin(settings: Settings) -> str | None:
     """On a system with no users, create ``admin`` with a random password and return it."""
-    nc = await connect(settings.nats_url, "symphainy-up")
+    nc = await connect(identity_for(settings, Role.ADMIN), "symphainy-up")
     try:
         users = await ask(nc, ListUsers(actor="symphainy-up"), settings.request_timeout_s)
         assert isinstance(users, ListUsersReply)
@@ -143,11 +146,7 @@ async def up(settings: Settings, *, embedded: bool) -> None:
     stop = _stop_signal()
     nats: EmbeddedNats | None = None
     if embedded:
-        nats = EmbeddedNats(settings.data_dir / "nats", port=settings.nats_port, host="127.0.0.1")
-        try:
-            await asyncio.to_thread(nats.start)
-        except EmbeddedNatsError as exc:
-            raise StartupError(str(exc)) from exc
+        nats = await _embedded_nats(settings)
         settings = settings.model_copy(update={"nats_url": nats.url})
     try:
         workers = await _start_workers(settings)
@@ -170,11 +169,31 @@ async def up(settings: Settings, *, embedded: bool) -> None:
     log.info("symphainy stopped")
 
 
+async def _embedded_nats(settings: Settings) -> EmbeddedNats:
+    """Start the embedded NATS with authorization on: role secrets made on the first start,
+    reused after; each role's context (re)written with the URL the server bound."""
+    # JetStream's files hold every session and password hash: the owner's alone.
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    settings.data_dir.chmod(0o700)
+    bus = ensure_secrets(settings.data_dir)
+    config = write_server_config(bus)
+    nats = EmbeddedNats(
+        settings.data_dir / "nats", port=settings.nats_port, host="127.0.0.1", config=config
+    )
+    try:
+        await asyncio.to_thread(nats.start)
+    except EmbeddedNatsError as exc:
+        raise StartupError(str(exc)) from exc
+    write_contexts(bus, settings.data_dir, nats.url)
+    return nats
+
+
 async def runtime(settings: Settings) -> None:
     """Runtime worker(s) until stopped."""
     stop = _stop_signal()
     workers = await _start_workers(settings)
-    print(f"{len(workers)} runtime worker(s) on {settings.nats_url}", flush=True)
+    url = identity_for(settings, Role.RUNTIME).url
+    print(f"{len(workers)} runtime worker(s) on {url}", flush=True)
     try:
         await stop.wait()
     finally:
@@ -184,4 +203,5 @@ async def runtime(settings: Settings) -> None:
 async def experience(settings: Settings) -> None:
     """The Experience Plane until stopped."""
     stop = _stop_signal()
-    await _serve(settings, stop, f"experience plane up (NATS {settings.nats_url})")
+    url = identity_for(settings, Role.EXPERIENCE).url
+    await _serve(settings, stop, f"experience plane up (NATS {url})")

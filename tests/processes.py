@@ -24,8 +24,11 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from bus.connection import connect as nats_connect
 from bus.embedded import _die_with_parent
+from bus.identity import NatsIdentity
+from bus.permissions import Role
 from bus.request import ask
 from intents import CreateUser, CreateUserReply
+from tests.secure import SecureBus
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
@@ -122,6 +125,9 @@ class Processes:
 
     nats_url: str
     log_dir: Path
+    # Where each role's NATS context is, as ``symphainy up`` writes it (tests/secure.py).
+    contexts: Mapping[Role, Path]
+    harness: NatsIdentity
     env: dict[str, str] = field(default_factory=dict)
     started: list[Component] = field(default_factory=list)
     _count: int = 0
@@ -132,7 +138,15 @@ class Processes:
         url = nats_url or self.nats_url
         component = await start_component(
             f"runtime-{self._count}",
-            ["runtime", "--nats-url", url, "--workers", str(workers)],
+            [
+                "runtime",
+                "--nats-url",
+                url,
+                "--nats-context",
+                str(self.contexts[Role.RUNTIME]),
+                "--workers",
+                str(workers),
+            ],
             self.log_dir,
             self.env,
             re.compile(r"runtime worker\(s\) on "),
@@ -151,6 +165,8 @@ class Processes:
                 "experience",
                 "--nats-url",
                 url,
+                "--nats-context",
+                str(self.contexts[Role.EXPERIENCE]),
                 "--port",
                 "0",
                 "--data-dir",
@@ -168,7 +184,7 @@ class Processes:
 
     async def add_users(self, *names: str) -> None:
         """Create users through the runtime, as ``symphainy users add`` does."""
-        nc = await nats_connect(self.nats_url, "tests-admin")
+        nc = await nats_connect(self.harness, "tests-admin")
         try:
             for name in names:
                 reply = await ask(nc, CreateUser(username=name, password=PASSWORD), 10.0)  # type: ignore[arg-type]
@@ -220,10 +236,11 @@ class Experience:
 
 @asynccontextmanager
 async def processes(
-    nats_url: str, log_dir: Path, env: Mapping[str, str] | None = None
+    bus: SecureBus, nats_url: str, log_dir: Path, env: Mapping[str, str] | None = None
 ) -> AsyncIterator[Processes]:
-    """A ``Processes`` whose components are all killed on exit."""
-    running = Processes(nats_url, log_dir, dict(env or {}))
+    """A ``Processes`` on the bus of ``bus`` at ``nats_url``, all killed on exit."""
+    contexts = {role: bus.context(role) for role in Role}
+    running = Processes(nats_url, log_dir, contexts, bus.harness(nats_url), dict(env or {}))
     try:
         yield running
     finally:

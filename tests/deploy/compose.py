@@ -44,9 +44,10 @@ def run_compose(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
     )
 
 
-def resolved_config() -> dict[str, Any]:
-    """The compose file as Compose resolves it (interpolated, normalised)."""
-    result = run_compose("config", "--format", "json")
+def resolved_config(*profiles: str) -> dict[str, Any]:
+    """The compose file as Compose resolves it (interpolated, normalised), with ``profiles`` on."""
+    flags = [arg for profile in profiles for arg in ("--profile", profile)]
+    result = run_compose(*flags, "config", "--format", "json")
     if result.returncode != 0:
         raise RuntimeError(f"compose config failed: {result.stderr}")
     config: dict[str, Any] = json.loads(result.stdout)

@@ -12,15 +12,16 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.backends import NatsServer
 from tests.processes import echo, processes
+from tests.secure import SecureBus
 from tests.stack import close_code
 
 pytestmark = pytest.mark.timeout(90)
 
 
 async def test_a_user_logs_in_works_on_a_socket_and_logs_out(
-    nats_server: NatsServer, tmp_path: Path
+    bus_secrets: SecureBus, nats_server: NatsServer, tmp_path: Path
 ) -> None:
-    async with processes(nats_server.url, tmp_path / "logs") as system:
+    async with processes(bus_secrets, nats_server.url, tmp_path / "logs") as system:
         runtime = await system.runtime(workers=2)
         web = await system.experience()
         await system.add_users("alice")
@@ -60,9 +61,9 @@ async def test_a_user_logs_in_works_on_a_socket_and_logs_out(
 
 
 async def test_an_experience_started_before_any_runtime_waits_for_one(
-    nats_server: NatsServer, tmp_path: Path
+    bus_secrets: SecureBus, nats_server: NatsServer, tmp_path: Path
 ) -> None:
-    async with processes(nats_server.url, tmp_path / "logs") as system:
+    async with processes(bus_secrets, nats_server.url, tmp_path / "logs") as system:
         web = await system.experience()
         async with web.http() as http:
             ready = await http.get("/readyz")
@@ -86,11 +87,11 @@ async def test_an_experience_started_before_any_runtime_waits_for_one(
 
 
 async def test_two_experience_processes_share_sessions_and_revocations(
-    nats_server: NatsServer, tmp_path: Path
+    bus_secrets: SecureBus, nats_server: NatsServer, tmp_path: Path
 ) -> None:
     keys = {"k1": secrets.token_urlsafe(48)}
     env = {"SYMPHAINY_JWT_KEYS": json.dumps(keys), "SYMPHAINY_JWT_ACTIVE_KID": "k1"}
-    async with processes(nats_server.url, tmp_path / "logs", env) as system:
+    async with processes(bus_secrets, nats_server.url, tmp_path / "logs", env) as system:
         await system.runtime()
         first, second = await system.experience(), await system.experience()
         await system.add_users("bob")

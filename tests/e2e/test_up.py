@@ -116,7 +116,8 @@ async def test_up_serves_admin_and_keeps_everything_across_a_restart(tmp_path: P
         session_id = first.json()["session_id"]
         token = first.json()["session_token"]
 
-        code, out, _ = await symphainy(tmp_path, "sessions", "list", "--nats-url", up.nats_url)
+        # The admin commands find their NATS identity (and URL) in the data directory.
+        code, out, _ = await symphainy(tmp_path, "sessions", "list", "--data-dir", "data")
         assert code == 0
         assert session_id in out
         code, out, err = await symphainy(
@@ -125,8 +126,8 @@ async def test_up_serves_admin_and_keeps_everything_across_a_restart(tmp_path: P
             "add",
             "bob",
             "--password-stdin",
-            "--nats-url",
-            up.nats_url,
+            "--data-dir",
+            "data",
             stdin=b"bob's long password\n",
         )
         assert code == 0, err
@@ -134,9 +135,17 @@ async def test_up_serves_admin_and_keeps_everything_across_a_restart(tmp_path: P
         assert await stop(up) == 0
     key_file = data_dir / "signing-keys.json"
     assert key_file.stat().st_mode & 0o777 == 0o600
+    # The bus's secrets: the owner's alone, and the same on the next start.
+    secrets_dir = data_dir / "secrets"
+    assert secrets_dir.stat().st_mode & 0o777 == 0o700
+    assert data_dir.stat().st_mode & 0o777 == 0o700
+    for path in secrets_dir.rglob("*"):
+        assert path.stat().st_mode & 0o777 == (0o700 if path.is_dir() else 0o600), path
+    roles = (secrets_dir / "roles.json").read_text()
 
     async with running_up(data_dir, nats_port) as again:
         assert again.admin_password is None, "admin must be created only on first start"
+        assert (secrets_dir / "roles.json").read_text() == roles, "credentials must be reused"
         assert (await login(again.url, "admin", up.admin_password)).status_code == 200
         # The old session and its token survived: same KV data, same signing key.
         async with httpx.AsyncClient(
@@ -146,8 +155,9 @@ async def test_up_serves_admin_and_keeps_everything_across_a_restart(tmp_path: P
         assert mine.status_code == 200
         assert mine.json()["state"] == "active"
         code, out, _ = await symphainy(
-            tmp_path, "sessions", "revoke", session_id, "--nats-url", again.nats_url
-        )
+            tmp_path, "sessions", "revoke", session_id, "--nats-url", again.nats_url,
+            "--data-dir", "data",
+        )  # fmt: skip
         assert code == 0
         assert "revoked" in out
         assert await stop(again) == 0

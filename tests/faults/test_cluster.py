@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from tests.cluster import NatsCluster
 from tests.faults.conftest import Report
 from tests.faults.load import Load, lost_sessions
 from tests.processes import processes
+from tests.secure import SecureBus
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -34,9 +36,10 @@ ELECTION_TIMEOUT_S = 60.0
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[NatsCluster]:
-    """Three routed nats-server processes with JetStream, formed."""
-    started = NatsCluster(tmp_path / "cluster").start()
+def cluster(tmp_path: Path, bus_secrets: SecureBus) -> Iterator[NatsCluster]:
+    """Three routed nats-server processes with JetStream and authorization, formed."""
+    config = json.loads(bus_secrets.config.read_text())
+    started = NatsCluster(tmp_path / "cluster", config["authorization"]).start()
     try:
         yield started
     finally:
@@ -63,11 +66,12 @@ async def new_leader(nc: Client, stream: str, old: str) -> str:
 
 
 async def test_killing_the_sessions_leader_loses_nothing_and_fails_no_user(
-    cluster: NatsCluster, tmp_path: Path, report: Report
+    cluster: NatsCluster, bus_secrets: SecureBus, tmp_path: Path, report: Report
 ) -> None:
     first = cluster.nodes[0]
     settings = Settings(nats_url=first.url, kv_replicas=3, dev_mode=True, _env_file=None)  # type: ignore[call-arg]
-    setup = await connect(first.url, "tests-cluster-setup")
+    bus_secrets.publish(first.url)
+    setup = await connect(bus_secrets.harness(first.url), "tests-cluster-setup")
     try:
         await ensure_state_surface(setup.jetstream(), settings)
         leader = await stream_leader(setup, SESSIONS_STREAM)
@@ -76,9 +80,9 @@ async def test_killing_the_sessions_leader_loses_nothing_and_fails_no_user(
     assert leader is not None
     # Everyone talks to a node that survives: this fault is the election, not a reconnect.
     follower = next(node for node in cluster.nodes if node.name != leader)
-    watcher = await connect(follower.url, "tests-cluster-watcher")
+    watcher = await connect(bus_secrets.harness(follower.url), "tests-cluster-watcher")
     try:
-        async with processes(follower.url, tmp_path / "logs", ENV) as system:
+        async with processes(bus_secrets, follower.url, tmp_path / "logs", ENV) as system:
             await system.runtime()
             await system.runtime()
             web = await system.experience()

@@ -12,6 +12,7 @@ from tests.backends import NatsServer
 from tests.faults.conftest import Report
 from tests.faults.load import Load, lost_sessions
 from tests.processes import Experience, echo, processes
+from tests.secure import SecureBus
 from tests.stack import close_code
 
 pytestmark = pytest.mark.timeout(180)
@@ -49,11 +50,11 @@ async def admitted_echo(web: Experience, token: str, timeout: float = 30.0) -> N
 
 @pytest.mark.parametrize("how", ["stop", "kill"])
 async def test_a_nats_restart_loses_no_session_and_needs_no_other_restart(
-    nats_server: NatsServer, tmp_path: Path, report: Report, how: str
+    bus_secrets: SecureBus, nats_server: NatsServer, tmp_path: Path, report: Report, how: str
 ) -> None:
     if not nats_server.controllable:
         pytest.skip("NATS_URL names a server the tests do not control")
-    async with processes(nats_server.url, tmp_path / "logs", ENV) as system:
+    async with processes(bus_secrets, nats_server.url, tmp_path / "logs", ENV) as system:
         runtime = await system.runtime(workers=2)
         web = await system.experience()
         await system.add_users(*USERS)

@@ -11,6 +11,7 @@ from tests.backends import NatsServer
 from tests.faults.conftest import Report
 from tests.faults.load import Load, lost_sessions
 from tests.processes import echo, processes
+from tests.secure import SecureBus
 from tests.stack import close_code, next_frame
 
 pytestmark = pytest.mark.timeout(180)
@@ -21,9 +22,9 @@ USERS = [f"user{i}" for i in range(6)]
 
 
 async def test_killing_one_of_two_workers_fails_only_what_it_held(
-    nats_server: NatsServer, tmp_path: Path, report: Report
+    bus_secrets: SecureBus, nats_server: NatsServer, tmp_path: Path, report: Report
 ) -> None:
-    async with processes(nats_server.url, tmp_path / "logs", ENV) as system:
+    async with processes(bus_secrets, nats_server.url, tmp_path / "logs", ENV) as system:
         doomed = await system.runtime()
         await system.runtime()
         web = await system.experience()
@@ -60,9 +61,9 @@ async def test_killing_one_of_two_workers_fails_only_what_it_held(
 
 
 async def test_without_workers_clear_503s_then_recovery_without_touching_the_gate(
-    nats_server: NatsServer, tmp_path: Path, report: Report
+    bus_secrets: SecureBus, nats_server: NatsServer, tmp_path: Path, report: Report
 ) -> None:
-    async with processes(nats_server.url, tmp_path / "logs", ENV) as system:
+    async with processes(bus_secrets, nats_server.url, tmp_path / "logs", ENV) as system:
         workers = [await system.runtime(), await system.runtime()]
         web = await system.experience()
         await system.add_users(*USERS)

@@ -13,8 +13,10 @@ import pytest
 from nats.aio.client import Client
 
 from bus.connection import connect
+from bus.identity import NatsIdentity
 from tests import backends
 from tests.backends import NatsServer
+from tests.secure import secure_bus
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -41,17 +43,15 @@ def test_the_fixture_runs_the_backend_the_header_names(nats_server: NatsServer) 
 
 @pytest.mark.parametrize("how", ["stop", "kill"])
 async def test_a_restart_keeps_the_url_and_the_jetstream_data(
-    nats_server: NatsServer, nc: Client, how: str
+    nats_server: NatsServer, nc: Client, how: str, harness: NatsIdentity
 ) -> None:
-    if not nats_server.controllable:
-        pytest.skip("NATS_URL names a server the tests do not control")
     kv = await nc.jetstream().create_key_value(bucket="survives")
     await kv.put("key", b"value")
     url = nats_server.url
     getattr(nats_server, how)()
     nats_server.start()
     assert nats_server.url == url
-    again = await connect(nats_server.url, "tests-after-restart")
+    again = await connect(harness, "tests-after-restart")
     try:
         entry = await (await again.jetstream().key_value("survives")).get("key")
         assert entry.value == b"value"
@@ -67,7 +67,8 @@ def test_containers_of_dead_test_runs_are_removed(tmp_path: Path) -> None:
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], check=True, capture_output=True
     )
-    orphan = backends.ContainerServer(tmp_path / "orphan", owner_pid=int(dead.stdout))
+    config = secure_bus(tmp_path / "orphan-data").config
+    orphan = backends.ContainerServer(tmp_path / "orphan", config, owner_pid=int(dead.stdout))
     orphan.start()
     orphan_id = orphan.container_id
     try:

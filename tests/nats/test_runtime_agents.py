@@ -223,7 +223,13 @@ async def test_work_of_a_killed_worker_is_redelivered_to_another(
     await setup.stop()
     await socket.submit("hold")  # queued: no worker runs
     doomed = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.nats.held_worker", nats_server.url, "1.0", cwd=REPO
+        sys.executable,
+        "-m",
+        "tests.nats.held_worker",
+        nats_server.url,
+        "1.0",
+        str(settings.data_dir),
+        cwd=REPO,
     )
     try:
         first = await socket.next(timeout=30)  # the process has started and is running it
