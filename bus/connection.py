@@ -8,6 +8,7 @@ denied request would simply never be answered. ``BusGuard`` turns those reports 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PERMISSIONS_VIOLATION = "permissions violation"
+AUTHORIZATION_VIOLATION = "authorization violation"
 
 
 class PermissionDenied(Exception):
@@ -38,7 +40,8 @@ class BusGuard:
 
     def record(self, exc: Exception) -> bool:
         """Note a refusal; whether ``exc`` was one."""
-        if isinstance(exc, AuthorizationError):
+        # A refused login is an AuthorizationError once connected, a plain Error while connecting.
+        if isinstance(exc, AuthorizationError) or AUTHORIZATION_VIOLATION in str(exc).lower():
             who = self.identity.user or "anonymous"
             self._refuse(f"NATS at {self.identity.url} refused the credentials of {who!r}")
             return True
@@ -66,6 +69,12 @@ class BusGuard:
             await asyncio.gather(work, return_exceptions=True)
             raise PermissionDenied(self.refused)
         return work.result()
+
+    async def refusal(self, timeout: float) -> str | None:
+        """What was refused, waiting up to ``timeout`` for a refusal to be reported."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+        return self.refused
 
     def check(self) -> None:
         """Raise ``PermissionDenied`` if anything was refused so far."""

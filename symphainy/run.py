@@ -75,7 +75,7 @@ async def _serve(settings: Settings, stop: asyncio.Event, announce: str) -> None
     server = build_server(
         create_app(settings), settings, settings.host, settings.port, handle_signals=False
     )
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    serving = asyncio.create_task(_run_server(server, sock))
     stopping = asyncio.create_task(stop.wait())
     try:
         await _started(server, serving)
@@ -89,6 +89,15 @@ async def _serve(settings: Settings, stop: asyncio.Event, announce: str) -> None
     finally:
         stopping.cancel()
         sock.close()
+
+
+async def _run_server(server: ExperienceServer, sock: socket.socket) -> None:
+    try:
+        await server.serve(sockets=[sock])
+    except SystemExit as exc:
+        # uvicorn exits (code 3) when the lifespan fails, e.g. NATS refused our identity; a
+        # SystemExit in a task would end the event loop before anything is cleaned up.
+        raise StartupError("the Experience Plane did not start (see the log above)") from exc
 
 
 async def _started(server: ExperienceServer, serving: asyncio.Task[None]) -> None:
