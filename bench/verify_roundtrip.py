@@ -1,7 +1,9 @@
 """Median round trip of ``VerifySession`` against a raw nats-py request to an echo responder.
 
-Both are measured in the same run on the same embedded nats-server, so the ratio holds on a
-noisy machine. Run: ``.venv/bin/python bench/verify_roundtrip.py [--n 2000]``.
+Both are measured in the same run on the same embedded nats-server (authorization on), so the
+ratio holds on a noisy machine. ``VerifySession`` is sent as the Experience Plane sends it, with
+the ``experience`` identity; the floor is a client with no permission checks at all.
+Run: ``.venv/bin/python bench/verify_roundtrip.py [--n 2000]``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import sys
 from harness import running_system, timed
 from nats.aio.msg import Msg
 
+from bus.connection import connect
+from bus.permissions import Role
 from bus.request import ask, request
 from intents import (
     CreateSession,
@@ -51,8 +55,10 @@ async def main(n: int) -> None:
         async def raw() -> object:
             return await nc.request("bench.echo", payload, timeout=5)
 
+        experience = await connect(system.roles[Role.EXPERIENCE], "bench-experience")
+
         async def verify_once() -> object:
-            return await request(nc, verify, VerifySessionReply, 5)
+            return await request(experience, verify, VerifySessionReply, 5)
 
         # Interleave rounds so drift on a noisy machine hits both alike.
         raw_samples: list[float] = []
@@ -66,6 +72,7 @@ async def main(n: int) -> None:
         print(describe("VerifySession round trip", verify_samples))
         ratio = statistics.median(verify_samples) / statistics.median(raw_samples)
         print(f"VerifySession / raw echo (medians): {ratio:.2f}x")
+        await experience.close()
 
 
 if __name__ == "__main__":

@@ -16,12 +16,12 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from harness import secured_nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from pydantic import SecretStr
 
 from bus.connection import connect
-from bus.embedded import EmbeddedNats
 from bus.request import ask
 from bus.settings import Settings
 from intents import (
@@ -69,7 +69,6 @@ async def worker_rates(
 ) -> tuple[float, float]:
     """(VerifySession, AuthenticateUser) per second against one worker at ``concurrency``."""
     settings = Settings(
-        nats_url=url,
         data_dir=data_dir,
         dev_mode=True,
         runtime_concurrency=concurrency,
@@ -97,8 +96,8 @@ async def worker_rates(
 
 async def main(callers: int, seconds: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        server = EmbeddedNats(Path(tmp) / "nats").start()
-        nc = await connect(server.url, "bench")
+        server, bench, _ = secured_nats(Path(tmp))
+        nc = await connect(bench, "bench")
         try:
             baseline = await echo_rate(nc, callers, seconds)
             print(f"{callers} callers, {seconds:.0f} s per measurement, one worker")
