@@ -87,7 +87,7 @@ def connection_options(
 ) -> dict[str, Any]:
     """Options for nats-py: the identity, reconnect forever, log instead of print.
 
-    FastStream's broker takes the same, less ``servers`` (see ``broker_options``).
+    FastStream's broker takes the same, as a security object (``runtime_worker.app``).
     """
 
     async def on_error(exc: Exception) -> None:

@@ -8,8 +8,8 @@ repeat the invariants that matter most, so a future allow that is too broad cann
 role                  may
 ====================  ==================================================================
 ``runtime``           serve ``intents.>`` and ``credentials.>`` in queue group ``runtime``,
-                      own the streams and buckets, answer requests, publish agent replies
-                      and audit records
+                      own the streams and buckets, reply to every role's inbox, publish agent
+                      replies and audit records
 ``experience``        send the intents a web front needs, queue agent work, watch the
                       ``sessions`` bucket; receive only its own replies and agent replies
 ``admin``             send the operator intents (users, sessions); nothing else
@@ -47,8 +47,6 @@ class Permissions:
     subscribe: tuple[str, ...]
     publish_deny: tuple[str, ...] = ()
     subscribe_deny: tuple[str, ...] = ()
-    # Publish once to the reply subject of each request received (how responders answer).
-    allow_responses: bool = False
     inbox_prefix: str = field(default=names.DEFAULT_INBOX_PREFIX)
 
     def to_config(self) -> dict[str, Any]:
@@ -57,8 +55,6 @@ class Permissions:
             "publish": _rule(self.publish, self.publish_deny),
             "subscribe": _rule(self.subscribe, self.subscribe_deny),
         }
-        if self.allow_responses:
-            config["allow_responses"] = True
         return config
 
 
@@ -200,13 +196,18 @@ PERMISSIONS: Mapping[Role, Permissions] = {
             f"{names.AGENT_REPLIES_PREFIX}.>",
             # A starting worker pings until the bus delivers its intents.
             names.SYSTEM_PING,
+            # Replies, to every role's inbox. Not nats-server's response permission: that one is
+            # per connection, so a reply finished after the runtime reconnected (a NATS restart)
+            # would be refused and its caller left to time out.
+            *(f"{names.role_inbox_prefix(r)}.>" for r in (Role.EXPERIENCE, Role.ADMIN)),
+            f"{names.role_inbox_prefix(Role.RUNTIME)}.>",  # its own start-up ping
+            f"{names.DEFAULT_INBOX_PREFIX}.>",
         ),
         subscribe=(
             *(f"{subject} {names.RUNTIME_QUEUE}" for subject in SERVED_BY_RUNTIME),
             f"{names.role_inbox_prefix(Role.RUNTIME)}.>",
         ),
         subscribe_deny=_others_inboxes(Role.RUNTIME),
-        allow_responses=True,
         inbox_prefix=names.role_inbox_prefix(Role.RUNTIME),
     ),
     Role.EXPERIENCE: Permissions(

@@ -119,9 +119,13 @@ async def _start(
     await broker.start()
     runner = AgentRunner(nc, deps, builtin_agents() if agents is None else agents, settings)
     await runner.start()
-    # Make sure intents reach us before anyone is told we are up.
-    await nc.flush()
-    await _until_answering(nc, settings.request_timeout_s)
+    try:
+        # Make sure intents reach us before anyone is told we are up.
+        await nc.flush()
+        await _until_answering(nc, settings.request_timeout_s)
+    except BaseException:
+        await runner.stop()
+        raise
     return runner
 
 

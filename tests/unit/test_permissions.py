@@ -88,11 +88,16 @@ def test_each_role_receives_replies_on_its_own_inbox_only() -> None:
             assert not any(matches(p, inbox) for p in PERMISSIONS[role].subscribe), (role, inbox)
 
 
-def test_the_runtime_serves_in_its_queue_group_and_answers_by_response_permission() -> None:
+def test_the_runtime_serves_in_its_queue_group_and_replies_to_every_caller() -> None:
     runtime = PERMISSIONS[Role.RUNTIME]
     assert runtime.subscribe[:2] == ("intents.> runtime", "credentials.> runtime")
-    assert runtime.allow_responses
-    assert not any(p.startswith("_INBOX") for p in runtime.publish)
+    for caller in Role:
+        inbox = f"{PERMISSIONS[caller].inbox_prefix}.abc.def"
+        assert may_publish(Role.RUNTIME, inbox), caller
+    # Nobody else may answer anyone.
+    for role in (Role.EXPERIENCE, Role.ADMIN, Role.INSPECTOR):
+        for caller in Role:
+            assert not may_publish(role, f"{PERMISSIONS[caller].inbox_prefix}.abc.def")
 
 
 def test_the_server_configuration_names_every_role_and_no_anonymous_user() -> None:
