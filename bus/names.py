@@ -23,6 +23,7 @@ USER_REMOVE: Final = "intents.user.remove"
 # ``nats sub 'intents.>'`` never shows one; their audit record is redacted like any other.
 USER_AUTHENTICATE: Final = "credentials.user.authenticate"
 USER_CREATE: Final = "credentials.user.create"
+USER_PASSWD: Final = "credentials.user.passwd"
 
 SYSTEM_PING: Final = "intents.system.ping"
 
@@ -31,6 +32,9 @@ AGENT_RUN: Final = "intents.agent.run"
 AGENT_ALL: Final = "intents.agent.>"
 AGENT_WORK_STREAM: Final = "AGENT_WORK"
 AGENT_CONSUMER: Final = "agent-runners"
+# Cancelling runs whose socket is gone: broadcast to every worker (no queue group: any of them
+# may hold the run), and outside ``intents.agent.>`` so that AGENT_WORK does not queue it as work.
+AGENT_CANCEL: Final = "intents.agent_run.cancel"
 # Events and results of agent work go back to the gate that holds the socket:
 # ``agent.replies.<gate id>.<socket id>``.
 AGENT_REPLIES_PREFIX: Final = "agent.replies"

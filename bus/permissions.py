@@ -9,8 +9,8 @@ role                  may
 ====================  ==================================================================
 ``runtime``           serve ``intents.>`` and ``credentials.>`` in queue group ``runtime``,
                       own the streams and buckets, reply to every role's inbox, publish agent
-                      replies and audit records
-``experience``        send the intents a web front needs, queue agent work, watch the
+                      replies and audit records, hear agent cancellations (every worker)
+``experience``        send the intents a web front needs, queue and cancel agent work, watch the
                       ``sessions`` bucket; receive only its own replies and agent replies
 ``admin``             send the operator intents (users, sessions); nothing else
 ``inspector``         watch ``intents.>`` and ``audit.>``, read the audit stream and the
@@ -149,9 +149,11 @@ EXPERIENCE_SENDS = (
     names.SESSION_REVOKE_ALL,
     names.SYSTEM_PING,
     names.AGENT_RUN,
+    names.AGENT_CANCEL,
 )
 ADMIN_SENDS = (
     names.USER_CREATE,
+    names.USER_PASSWD,
     names.USER_LIST,
     names.USER_REMOVE,
     names.SESSION_LIST,
@@ -206,6 +208,8 @@ PERMISSIONS: Mapping[Role, Permissions] = {
         subscribe=(
             *(f"{subject} {names.RUNTIME_QUEUE}" for subject in SERVED_BY_RUNTIME),
             f"{names.role_inbox_prefix(Role.RUNTIME)}.>",
+            # Every worker hears every cancellation: the run may be any worker's.
+            names.AGENT_CANCEL,
         ),
         subscribe_deny=_others_inboxes(Role.RUNTIME),
         inbox_prefix=names.role_inbox_prefix(Role.RUNTIME),

@@ -11,13 +11,9 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# Values that mean "nobody configured this": refused outside dev mode.
-PLACEHOLDER_SECRETS = frozenset({"", "changeme", "changethis", "secret", "dev", "development"})
-MIN_SECRET_BYTES = 32
-
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 
-JwtAlgorithm = Literal["HS256", "HS384", "HS512", "EdDSA", "RS256"]
+JwtAlgorithm = Literal["HS256", "HS384", "HS512", "EdDSA", "RS256", "ES256", "ES384", "ES512"]
 
 
 class Settings(BaseSettings):
@@ -56,7 +52,10 @@ class Settings(BaseSettings):
     session_max_lifetime_s: int = Field(default=12 * 3600, ge=1)
     session_touch_interval_s: int = Field(default=60, ge=0)
     token_ttl_s: int = Field(default=15 * 60, ge=1)
-    token_refresh_grace_s: int = Field(default=24 * 3600, ge=0)
+    # How long after its expiry a token may still be refreshed (the 4408 path), in seconds.
+    refresh_grace_s: int = Field(default=300, ge=0)
+    # Live sessions one user may hold; creating one more revokes the oldest.
+    max_sessions_per_user: int = Field(default=50, ge=1)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=1)
 
     # Tokens: ``jwt_keys`` maps key id to secret; ``jwt_active_kid`` signs, all of them verify.
@@ -66,15 +65,39 @@ class Settings(BaseSettings):
     jwt_issuer: str = "symphainy"
     jwt_audience: str = "symphainy"
 
-    # HTTP edge. Login attempts: at most ``login_rate_limit`` per window per username (counted
-    # by the runtime, shared by every process) and failures per client address (per process).
+    # HTTP edge. Login attempts: at most ``login_rate_limit`` per window per (username, client
+    # address) (counted by the runtime, shared by every process) and failures per client address
+    # (per process). Per username only a slowdown, so a stranger cannot lock a user out:
     login_rate_limit: int = Field(default=10, ge=1)
     login_rate_window_s: float = Field(default=60.0, gt=0)
-    # Proxies whose X-Forwarded-For names the client (uvicorn's forwarded_allow_ips). Behind a
-    # proxy that is the only way in (compose: Traefik), "*"; otherwise the proxy's address is
-    # every client's, and one address's failures would lock everyone out.
-    forwarded_allow_ips: str = "127.0.0.1"
+    # Failures on one username in the window before each attempt on it is answered later.
+    login_slowdown_after: int = Field(default=3, ge=0)
+    # The longest that delay (doubling from 0.1 s per failure); well under the 2 s answer bound.
+    login_slowdown_max_s: float = Field(default=1.0, ge=0, le=1.5)
+    # Proxies whose X-Forwarded-For names the client (uvicorn's forwarded_allow_ips): nobody by
+    # default, else any local client could pick its own address. Behind a proxy that is the only
+    # way in (compose: Traefik), its address or "*"; otherwise the proxy's address is everyone's.
+    forwarded_allow_ips: str = ""
+    # Where people open the app (``https://app.example``): the default allowed Host and Origin.
+    public_url: str | None = None
+    # Origins a browser socket may come from (``*``: any); empty: ``public_url``'s, else the
+    # page's own origin (Origin equal to the request's Host, once that Host is allowed).
     allowed_origins: list[str] = Field(default_factory=list)
+    # Host names (port ignored) a request may be addressed to (``*``: any); empty: ``public_url``'s
+    # host, else names DNS rebinding cannot forge: IP addresses, ``localhost`` and the bind host.
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+    # HTTP limits, met before any authentication (experience/server.py, experience/limits.py).
+    # Bytes of one request body (413 beyond; a larger Content-Length is refused unread).
+    http_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Bytes of one request head, request line and header fields together (431 beyond).
+    http_max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    # Header fields in one request (431 beyond).
+    http_max_headers: int = Field(default=100, ge=16)
+    # Seconds to receive a request's head, and then again its body (408 and closed after).
+    http_read_timeout_s: float = Field(default=10.0, gt=0)
+    # Seconds an idle keep-alive connection is kept between requests (uvicorn's keep-alive).
+    http_keep_alive_s: int = Field(default=5, ge=1)
 
     # WebSocket gate.
     ws_max_per_session: int = Field(default=8, ge=1)
@@ -96,6 +119,10 @@ class Settings(BaseSettings):
     agent_max_attempts: int = Field(default=5, ge=1, le=100)
     agent_drain_timeout_s: float = Field(default=5.0, ge=0)
     agent_queue_max_msgs: int = Field(default=100_000, ge=1)
+    # Events one agent run may send; one more ends the run with a ``run_limit_exceeded`` error.
+    agent_max_events_per_run: int = Field(default=1000, ge=1)
+    # Bytes of events and result one agent run may send (JSON), ending it likewise past that.
+    agent_max_event_bytes_per_run: int = Field(default=1024 * 1024, ge=1024)
     log_level: str = "INFO"
 
     @model_validator(mode="after")
@@ -104,12 +131,5 @@ class Settings(BaseSettings):
             raise ValueError("session_idle_timeout_s must not exceed session_max_lifetime_s")
         if self.jwt_active_kid is not None and self.jwt_active_kid not in self.jwt_keys:
             raise ValueError("jwt_active_kid must name one of jwt_keys")
-        if not self.dev_mode:
-            for kid, secret in self.jwt_keys.items():
-                value = secret.get_secret_value()
-                if value.lower() in PLACEHOLDER_SECRETS or len(value) < MIN_SECRET_BYTES:
-                    raise ValueError(
-                        f"jwt key {kid!r} is a placeholder or shorter than {MIN_SECRET_BYTES} "
-                        "characters; set a real secret or use dev mode"
-                    )
+        # Key strength is checked where keys are loaded, for every source alike (experience/keys).
         return self

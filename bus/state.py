@@ -111,7 +111,7 @@ def bucket_configs(settings: Settings) -> list[KeyValueConfig]:
         bucket(names.USERS_BUCKET, "Users by lowercased name (JSON)", None),
         bucket(
             names.LOGIN_ATTEMPTS_BUCKET,
-            "Login attempts per username in the current window",
+            "Login attempts per (username, address) and failures per username in the window",
             settings.login_rate_window_s,
         ),
         bucket(

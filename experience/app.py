@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -21,10 +21,11 @@ from bus.connection import BusGuard, connect
 from bus.identity import identity_for
 from bus.permissions import Role
 from bus.settings import Settings
-from experience import errors, keys, logs
+from experience import errors, hosts, keys, limits, logs
 from experience.gate.gate import Gate
 from experience.ratelimit import LoginLimiter
 from experience.routes import agent, auth, health, sessions
+from experience.routes.models import error_responses
 from experience.tokens import Tokens
 from intents import new_id
 
@@ -91,9 +92,33 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.tokens = tokens
     app.state.limiter = LoginLimiter(settings.login_rate_limit, settings.login_rate_window_s)
     errors.install(app, settings.retry_after_s)
-    for module in (auth, sessions, health, agent):
-        app.include_router(module.router)
+    # Error statuses every operation of a router can answer, on top of those a route lists (the
+    # 422 also replaces FastAPI's default one, whose body is not ours; 413 is experience/limits).
+    app.include_router(auth.router, responses=error_responses(413, 503))
+    app.include_router(sessions.router, responses=error_responses(401, 413, 422, 503))
+    app.include_router(health.router)
+    app.include_router(agent.router)
+    limits.install(app, settings)
     app.add_middleware(CorrelationMiddleware)
-    if STATIC_DIR.is_dir():
-        app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="web")
+    app.add_middleware(hosts.TrustedHosts, policy=hosts.HostPolicy.from_settings(settings))
+    serve_web_client(app)
     return app
+
+
+def serve_web_client(app: FastAPI) -> None:
+    """The web client at ``/`` and each of its files at ``/<name>``, GET and HEAD only.
+
+    Exact routes, not a mount at ``/``: a catch-all mount would also match every API path and
+    answer a wrong method there with its own ``405 Allow: GET, HEAD``.
+    """
+    if not STATIC_DIR.is_dir():
+        return
+    files = StaticFiles(directory=STATIC_DIR, html=True)
+
+    async def web_client(request: Request) -> Response:
+        # StaticFiles answers conditional requests (ETag, Last-Modified) with 304.
+        return await files.get_response(files.get_path(request.scope), request.scope)
+
+    paths = ["/", *(f"/{f.name}" for f in sorted(STATIC_DIR.iterdir()) if f.is_file())]
+    for path in paths:
+        app.add_route(path, web_client, methods=["GET"], name="web", include_in_schema=False)

@@ -117,11 +117,19 @@ TokenDep = Annotated[str, Depends(bearer_token)]
 
 
 async def get_caller(token: TokenDep, tokens: TokensDep, runtime: RuntimeDep) -> Caller:
-    """Verify the token, then ask the runtime whether its session is still live."""
+    """Verify the token, then ask the runtime whether its session is live and it is current.
+
+    A token that a refresh replaced is refused (401 ``token_invalid``), like a forged one.
+    """
     try:
         claims = tokens.verify(token)
         session = await runtime.ask(
-            VerifySession(session_id=claims.sid, user_id=claims.sub, actor=f"user:{claims.sub}"),
+            VerifySession(
+                session_id=claims.sid,
+                user_id=claims.sub,
+                jti=claims.jti,
+                actor=f"user:{claims.sub}",
+            ),
             VerifySessionReply,
         )
     except (NotFound, SessionInactive, TokenInvalid, TokenExpired) as exc:

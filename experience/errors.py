@@ -12,6 +12,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import Scope
 
 from intents import (
     AuthenticationFailed,
@@ -46,6 +48,7 @@ STATUS_BY_ERROR: tuple[tuple[type[SymphainyError], int], ...] = (
 )
 
 _STARLETTE_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 class Unauthorized(Exception):
@@ -80,6 +83,22 @@ def error_response(
 
 def _correlation(request: Request) -> str:
     return str(getattr(request.state, "correlation_id", "-"))
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route serves at this request's path.
+
+    Starlette's 405 names only the methods of the first route that matched the path, so a path
+    served by two routes (GET and DELETE ``/api/session/{id}``) would advertise one of them.
+    """
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**scope, "method": method})[0] is Match.FULL
+            for route in app.router.routes
+        )
+    ]
 
 
 def install(app: FastAPI, retry_after_s: int) -> None:
@@ -134,10 +153,25 @@ def install(app: FastAPI, retry_after_s: int) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:
+            # FastAPI's answer to a body it could not decode (not UTF-8, say): invalid input,
+            # answered like every other invalid input.
+            log.info(
+                "%s %s rejected 422: %s [%s]",
+                request.method,
+                request.url.path,
+                exc.detail,
+                _correlation(request),
+            )
+            return error_response(422, "invalid_request", str(exc.detail))
         code = _STARLETTE_CODES.get(exc.status_code, "http_error")
         response = error_response(exc.status_code, code, str(exc.detail))
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value
+        if exc.status_code == 405:
+            allowed = allowed_methods(request.app, request.scope)
+            if allowed:
+                response.headers["Allow"] = ", ".join(allowed)
         return response
 
     async def on_bug(request: Request, exc: Exception) -> JSONResponse:

@@ -1,21 +1,24 @@
 """A small in-process limiter for failed logins per client address: fixed windows per key.
 
-It stops one address guessing many names before any intent is sent. Attempts per *username* are
-the runtime's to count (``runtime_worker/attempts.py``): shared by every Experience process, they
-stop many addresses guessing one name too.
+It stops one address guessing many names before any intent is sent. An attempt is counted as
+it starts (check and count with no ``await`` between, so a burst of parallel attempts cannot all
+pass before the first failure is known) and given back unless it failed. Attempts per (username,
+address) and the slowdown per username are the runtime's (``runtime_worker/attempts.py``),
+shared by every Experience process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from intents import RateLimited
+from intents import AuthenticationFailed, RateLimited
 
 
 class LoginLimiter:
-    """Counts failures per key within a window of ``window_s`` seconds."""
+    """Counts failures (and attempts still running) per key within a window of ``window_s``."""
 
     def __init__(
         self, limit: int, window_s: float, clock: Callable[[], float] = time.monotonic
@@ -25,28 +28,40 @@ class LoginLimiter:
         self.clock = clock
         self._windows: dict[str, tuple[float, int]] = {}
 
-    def check(self, *keys: str) -> None:
-        """Raise ``RateLimited`` if any key used up its failures in the current window."""
-        now = self.clock()
-        for key in keys:
-            started, count = self._windows.get(key, (now, 0))
-            if now - started >= self.window_s:
-                self._windows.pop(key, None)
-            elif count >= self.limit:
-                raise RateLimited(
-                    "too many login attempts; try again later",
-                    max(1, math.ceil(started + self.window_s - now)),
-                )
+    @contextlib.contextmanager
+    def attempt(self, key: str) -> Iterator[None]:
+        """One login attempt from ``key``: refused with ``RateLimited`` if the key used up its
+        window; it counts against the key if it ends in ``AuthenticationFailed``."""
+        self.start(key)
+        failed = False
+        try:
+            yield
+        except AuthenticationFailed:
+            failed = True
+            raise
+        finally:
+            if not failed:
+                self.give_back(key)
 
-    def failed(self, *keys: str) -> None:
-        """Count one failure against each key."""
+    def start(self, key: str) -> None:
+        """Count one attempt, or raise ``RateLimited`` if the key has none left."""
         now = self.clock()
         self._prune(now)
-        for key in keys:
-            started, count = self._windows.get(key, (now, 0))
-            if now - started >= self.window_s:
-                started, count = now, 0
-            self._windows[key] = (started, count + 1)
+        started, count = self._windows.get(key, (now, 0))
+        if now - started >= self.window_s:
+            started, count = now, 0
+        if count >= self.limit:
+            raise RateLimited(
+                "too many login attempts; try again later",
+                max(1, math.ceil(started + self.window_s - now)),
+            )
+        self._windows[key] = (started, count + 1)
+
+    def give_back(self, key: str) -> None:
+        """Uncount an attempt that did not fail (it succeeded, or the runtime was away)."""
+        window = self._windows.get(key)
+        if window is not None and window[1] > 0:
+            self._windows[key] = (window[0], window[1] - 1)
 
     def _prune(self, now: float) -> None:
         # Bound memory under a flood of distinct keys.

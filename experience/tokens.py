@@ -2,6 +2,9 @@
 
 Algorithms are pinned (never read from the token), every claim is required, and the header's
 ``kid`` picks one of several live keys so keys can rotate without logging anyone out.
+
+The ``jti`` is not made up here: the runtime records it on the session as its one current token
+(new at every create and refresh), so a token a refresh replaced can be told from the current one.
 """
 
 from __future__ import annotations
@@ -111,15 +114,26 @@ class Tokens:
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
             ttl_s=settings.token_ttl_s,
-            refresh_grace_s=settings.token_refresh_grace_s,
+            refresh_grace_s=settings.refresh_grace_s,
         )
 
-    def issue(self, user_id: str, session_id: str, not_after: datetime) -> IssuedToken:
-        """A token for the session, valid for the token lifetime but never past ``not_after``."""
+    def issue(
+        self, user_id: str, session_id: str, not_after: datetime, *, jti: str | None
+    ) -> IssuedToken:
+        """A token for the session, valid for the token lifetime but never past ``not_after``.
+
+        ``jti`` is the session's current token id as the runtime recorded it; None (a session
+        stored before rotation, which accepts any) gets a random one.
+        """
         now = self.clock().replace(microsecond=0)
         exp = min(now + self.ttl, not_after.astimezone(UTC).replace(microsecond=0))
         claims = TokenClaims(
-            sub=user_id, sid=session_id, jti=new_id(), iat=now, exp=exp, kid=self.keyring.active_kid
+            sub=user_id,
+            sid=session_id,
+            jti=jti or new_id(),
+            iat=now,
+            exp=exp,
+            kid=self.keyring.active_kid,
         )
         payload = {
             "sub": user_id,
@@ -175,7 +189,7 @@ class Tokens:
         sub, sid, jti = payload["sub"], payload["sid"], payload["jti"]
         if not all(isinstance(v, str) for v in (sub, sid, jti)):
             raise TokenInvalid()
-        if not (_HEX_ID.match(sub) and _HEX_ID.match(sid)):
+        if not all(_HEX_ID.fullmatch(v) for v in (sub, sid, jti)):
             raise TokenInvalid()
         try:
             iat = datetime.fromtimestamp(payload["iat"], UTC)

@@ -1,6 +1,13 @@
 """Typed intents and replies: the only language the Experience Plane and the runtime share."""
 
-from intents.agent import AgentEvent, AgentMessage, AgentReply, AgentResult, RunAgent
+from intents.agent import (
+    AgentEvent,
+    AgentMessage,
+    AgentReply,
+    AgentResult,
+    CancelAgentRun,
+    RunAgent,
+)
 from intents.base import ErrorBody, ErrorReply, Intent, Reply, new_id, utcnow
 from intents.errors import (
     AgentNotFound,
@@ -10,6 +17,7 @@ from intents.errors import (
     InvalidIntent,
     NotFound,
     RateLimited,
+    RunLimitExceeded,
     RuntimeUnavailable,
     SessionExpired,
     SessionInactive,
@@ -51,6 +59,8 @@ from intents.user import (
     ListUsersReply,
     RemoveUser,
     RemoveUserReply,
+    SetPassword,
+    SetPasswordReply,
     UserInfo,
 )
 
@@ -64,6 +74,7 @@ __all__ = [
     "AuthenticateUser",
     "AuthenticateUserReply",
     "AuthenticationFailed",
+    "CancelAgentRun",
     "Conflict",
     "CreateSession",
     "CreateSessionReply",
@@ -94,6 +105,7 @@ __all__ = [
     "RevokeUserSessions",
     "RevokeUserSessionsReply",
     "RunAgent",
+    "RunLimitExceeded",
     "RuntimeUnavailable",
     "SessionExpired",
     "SessionInactive",
@@ -101,6 +113,8 @@ __all__ = [
     "SessionNotFound",
     "SessionRevoked",
     "SessionState",
+    "SetPassword",
+    "SetPasswordReply",
     "SymphainyError",
     "TokenExpired",
     "TokenInvalid",
@@ -122,6 +136,7 @@ REPLY_OF: dict[type[Intent], type[Reply]] = {
     CreateUser: CreateUserReply,
     ListUsers: ListUsersReply,
     RemoveUser: RemoveUserReply,
+    SetPassword: SetPasswordReply,
     CreateSession: CreateSessionReply,
     VerifySession: VerifySessionReply,
     GetSession: GetSessionReply,

@@ -17,7 +17,8 @@
     │   └── WriteConflict               write_conflict      (retryable)
     ├── RateLimited                     rate_limited        (retryable)
     ├── RuntimeUnavailable              runtime_unavailable (retryable)
-    └── DeadlineExceeded                deadline_exceeded   (retryable)
+    ├── DeadlineExceeded                deadline_exceeded   (retryable)
+    └── RunLimitExceeded                run_limit_exceeded
 
 An error reply on the wire is ``{"ok": false, "error": {"code", "message", "retryable"}}``, plus
 ``retry_after_s`` where the error knows when to try again; ``error_from_wire`` turns it back into
@@ -163,6 +164,13 @@ class DeadlineExceeded(SymphainyError):
     code = "deadline_exceeded"
     retryable = True
     default_message = "deadline exceeded"
+
+
+class RunLimitExceeded(SymphainyError):
+    """An agent run sent more events or bytes than one run may (``agent_max_*_per_run``)."""
+
+    code = "run_limit_exceeded"
+    default_message = "the run sent more than it may"
 
 
 def _all_subclasses(cls: type[SymphainyError]) -> list[type[SymphainyError]]:

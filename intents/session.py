@@ -1,4 +1,11 @@
-"""Session intents: create, verify (the fast path), read, list, refresh, revoke."""
+"""Session intents: create, verify (the fast path), read, list, refresh, revoke.
+
+Token rotation: a session records the ``jti`` of its one current token (``SessionInfo.jti``).
+The runtime picks it when it creates or refreshes the session; the Experience Plane signs the
+token with it. ``VerifySession`` with a ``jti`` refuses any other (``TokenInvalid``), and
+``RefreshSession`` with a superseded one revokes the session (refresh-token reuse detection).
+A session stored before rotation existed has no ``jti`` and accepts any until its first refresh.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from intents.base import Intent, Reply
 
 SessionId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 UserId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+TokenId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 
 
 class SessionState(StrEnum):
@@ -38,6 +46,8 @@ class SessionInfo(BaseModel):
     last_seen_at: datetime
     revoked_at: datetime | None = None
     revoked_reason: str | None = None
+    # The id of the session's current token; None only for sessions stored before rotation.
+    jti: TokenId | None = None
 
 
 class CreateSession(Intent):
@@ -51,20 +61,28 @@ class CreateSession(Intent):
 
 
 class CreateSessionReply(Reply):
-    """The new (or, for a repeated idempotency key, the original) session."""
+    """The new (or, for a repeated idempotency key, the original) session; sign ``session.jti``.
+
+    Creating a session beyond ``max_sessions_per_user`` revokes the user's oldest live ones.
+    """
 
     session: SessionInfo
     created: bool
 
 
 class VerifySession(Intent):
-    """Confirm a session exists, is active, is not expired and belongs to ``user_id``."""
+    """Confirm a session exists, is active, is not expired and belongs to ``user_id``.
+
+    With ``jti`` (the presented token's), also that it is the session's current token: a token
+    superseded by a refresh gets ``TokenInvalid``. Without it, only the session is checked.
+    """
 
     subject = names.SESSION_VERIFY
     retry_safe = True
 
     session_id: SessionId
     user_id: UserId
+    jti: TokenId | None = None
 
 
 class VerifySessionReply(Reply):
@@ -111,17 +129,22 @@ class ListSessionsReply(Reply):
 
 
 class RefreshSession(Intent):
-    """Mark a live session as used now, extending its idle expiry (never past its lifetime)."""
+    """Rotate a live session's token and extend its idle expiry (never past its lifetime).
+
+    ``jti`` is the presented token's: if it is not the session's current one, the token was
+    superseded, so someone holds a stale copy: the session is revoked and ``SessionRevoked``
+    answered. Not retry-safe: a second delivery would present the jti the first one replaced.
+    """
 
     subject = names.SESSION_REFRESH
-    retry_safe = True
 
     session_id: SessionId
     user_id: UserId
+    jti: TokenId
 
 
 class RefreshSessionReply(Reply):
-    """The session with its new expiry."""
+    """The session with its new expiry and its new current token id (``session.jti``)."""
 
     session: SessionInfo
 

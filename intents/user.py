@@ -1,4 +1,4 @@
-"""User intents: authenticate, create, list, remove.
+"""User intents: authenticate, create, list, remove, set a password.
 
 Intents that carry a password travel on ``credentials.*`` subjects, outside ``intents.>``, so an
 operator's ``nats sub 'intents.>'`` never shows a password; their audit record is redacted.
@@ -35,6 +35,9 @@ class AuthenticateUser(Intent):
 
     username: str = Field(min_length=1, max_length=256)
     password: Password
+    # Where the attempt came from, as the Experience Plane sees it: attempts are limited per
+    # (username, address), so a stranger's guesses use up only the stranger's own attempts.
+    client_address: str = Field(default="", max_length=256)
 
 
 class AuthenticateUserReply(Reply):
@@ -81,6 +84,22 @@ class RemoveUser(Intent):
 
 class RemoveUserReply(Reply):
     """The removed user and the sessions that were revoked with it."""
+
+    user: UserInfo
+    revoked_sessions: list[str]
+
+
+class SetPassword(Intent):
+    """Give a user a new password and revoke all of their sessions (``symphainy users passwd``)."""
+
+    subject = names.USER_PASSWD
+
+    username: str = Field(min_length=1, max_length=256)
+    password: Password
+
+
+class SetPasswordReply(Reply):
+    """The user whose password changed and the sessions that were revoked with the old one."""
 
     user: UserInfo
     revoked_sessions: list[str]

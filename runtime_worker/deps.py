@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 from nats.js.kv import KeyValue
 
@@ -47,11 +46,7 @@ class Deps:
         return cls(
             sessions=SessionStore(bucket(surface.sessions), bucket(surface.sessions_by_user)),
             users=UserStore(bucket(surface.users)),
-            attempts=LoginAttempts(
-                bucket(surface.login_attempts),
-                settings.login_rate_limit,
-                timedelta(seconds=settings.login_rate_window_s),
-            ),
+            attempts=LoginAttempts.from_settings(bucket(surface.login_attempts), settings),
             idempotency=IdempotencyStore(bucket(surface.idempotency)),
             passwords=passwords or Passwords(),
             policy=SessionPolicy.from_settings(settings),

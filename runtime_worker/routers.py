@@ -26,6 +26,7 @@ from intents import (
     Reply,
     RevokeSession,
     RevokeUserSessions,
+    SetPassword,
     VerifySession,
 )
 from runtime_worker import sessions, users
@@ -116,10 +117,14 @@ def user_router(deps: Deps, dispatcher: Dispatcher) -> NatsRouter:
     async def remove(i: RemoveUser, now: datetime) -> Reply:
         return await users.remove_user(i, deps.users, deps.sessions, now)
 
+    async def passwd(i: SetPassword, now: datetime) -> Reply:
+        return await users.set_password(i, deps.users, deps.passwords, deps.sessions, now)
+
     bind(router, dispatcher, AuthenticateUser, authenticate)
     bind(router, dispatcher, CreateUser, create)
     bind(router, dispatcher, ListUsers, list_)
     bind(router, dispatcher, RemoveUser, remove)
+    bind(router, dispatcher, SetPassword, passwd)
     return router
 
 

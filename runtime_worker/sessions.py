@@ -2,6 +2,11 @@
 
 A session is ``active`` until it is revoked or expires, never back. It expires at the earlier of
 its idle deadline (``last_seen_at + idle_timeout``) and its absolute lifetime.
+
+Each session records the ``jti`` of its one current token, new at every create and refresh; an
+older token is refused, and refreshing with one revokes the session (it was copied: whoever
+holds it is not the client that refreshed). A user holds at most ``max_per_user`` live
+sessions: creating one more revokes the oldest (their sockets close through the gate's watch).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from intents import (
     SessionRevoked,
     SessionState,
     SymphainyError,
+    TokenInvalid,
     VerifySession,
     VerifySessionReply,
     new_id,
@@ -42,11 +48,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SessionPolicy:
-    """How long sessions live, and how often a verification records use."""
+    """How long sessions live, how often a verification records use, how many a user holds."""
 
     idle_timeout: timedelta
     max_lifetime: timedelta
     touch_interval: timedelta
+    max_per_user: int = 50
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SessionPolicy:
@@ -55,6 +62,7 @@ class SessionPolicy:
             idle_timeout=timedelta(seconds=settings.session_idle_timeout_s),
             max_lifetime=timedelta(seconds=settings.session_max_lifetime_s),
             touch_interval=timedelta(seconds=settings.session_touch_interval_s),
+            max_per_user=settings.max_sessions_per_user,
         )
 
 
@@ -78,6 +86,15 @@ def ensure_live(session: SessionInfo, now: datetime) -> None:
         raise SessionRevoked()
     if state is SessionState.EXPIRED:
         raise SessionExpired()
+
+
+def ensure_current(session: SessionInfo, jti: str | None) -> None:
+    """Raise ``TokenInvalid`` if ``jti`` names a token of this session that a refresh replaced.
+
+    A session stored before rotation (no recorded jti) accepts any token until its first refresh.
+    """
+    if jti is not None and session.jti is not None and jti != session.jti:
+        raise TokenInvalid("session token superseded by a refresh")
 
 
 def touched(session: SessionInfo, now: datetime, policy: SessionPolicy) -> SessionInfo:
@@ -133,6 +150,7 @@ async def create_session(
             last_seen_at=now,
             expires_at=min(now + policy.idle_timeout, now + policy.max_lifetime),
             absolute_expires_at=now + policy.max_lifetime,
+            jti=new_id(),
         )
         try:
             await sessions.create(session)
@@ -142,7 +160,35 @@ async def create_session(
                 return CreateSessionReply(session=effective(existing, now), created=False)
             session_id = new_id()
             continue
+        try:
+            await evict_oldest(sessions, session, policy.max_per_user, now)
+        except SymphainyError as exc:
+            # The session exists: answer with it; the next create evicts what this one could not.
+            log.warning("user %s: eviction failed: %s", session.user_id, exc.code)
         return CreateSessionReply(session=session, created=True)
+
+
+async def evict_oldest(
+    sessions: SessionStore, newest: SessionInfo, limit: int, now: datetime
+) -> list[str]:
+    """Revoke the oldest live sessions of ``newest``'s user beyond ``limit``; their ids.
+
+    ``newest`` is never evicted. Two creates racing may each evict, leaving the user one or two
+    under the cap for a moment: never over it once both are done.
+    """
+    live = [
+        s
+        for s in await sessions.of_user(newest.user_id)
+        if s.session_id != newest.session_id and effective(s, now).state is SessionState.ACTIVE
+    ]
+    excess = len(live) + 1 - limit
+    if excess <= 0:
+        return []
+    live.sort(key=lambda s: (s.created_at, s.session_id))
+    evicted = await _revoke_each(sessions, live[:excess], now, "evicted: too many sessions")
+    if evicted:
+        log.info("user %s: evicted %d oldest session(s)", newest.user_id, len(evicted))
+    return evicted
 
 
 async def verify_session(
@@ -156,6 +202,7 @@ async def verify_session(
     except SessionExpired:
         await _mark_expired(sessions, session.session_id)
         raise
+    ensure_current(session, intent.jti)
     if now - session.last_seen_at >= policy.touch_interval:
         fresh = touched(session, now, policy)
         try:
@@ -208,14 +255,29 @@ async def list_sessions(
 async def refresh_session(
     intent: RefreshSession, sessions: SessionStore, policy: SessionPolicy, now: datetime
 ) -> RefreshSessionReply:
-    """Extend a live session's idle deadline to ``now + idle_timeout`` (within its lifetime)."""
+    """Rotate the session's token and push its idle deadline to ``now + idle_timeout``.
 
-    def change(session: SessionInfo) -> SessionInfo:
+    A superseded ``jti`` is reuse of a stale token: the session is revoked, ``SessionRevoked``.
+    """
+    reused = False
+
+    def change(session: SessionInfo) -> SessionInfo | None:
+        nonlocal reused
         ensure_owner(session, intent.user_id)
         ensure_live(session, now)
-        return touched(session, now, policy)
+        try:
+            ensure_current(session, intent.jti)
+        except TokenInvalid:
+            reused = True
+            return revoked(session, now, "refresh token reused")
+        reused = False
+        return touched(session, now, policy).model_copy(update={"jti": new_id()})
 
-    return RefreshSessionReply(session=await sessions.mutate(intent.session_id, change))
+    session = await sessions.mutate(intent.session_id, change)
+    if reused:
+        log.warning("session %s: a superseded token came to refresh; revoked", session.session_id)
+        raise SessionRevoked("a superseded token was presented: session revoked")
+    return RefreshSessionReply(session=session)
 
 
 async def revoke_session(
@@ -235,12 +297,20 @@ async def revoke_all(
     sessions: SessionStore, user_id: str, now: datetime, reason: str, spare: str | None = None
 ) -> list[str]:
     """Revoke every active session of ``user_id`` but ``spare``; the ids that were revoked."""
+    targets = [
+        s
+        for s in await sessions.of_user(user_id)
+        if s.session_id != spare and s.state is SessionState.ACTIVE
+    ]
+    return await _revoke_each(sessions, targets, now, reason)
+
+
+async def _revoke_each(
+    sessions: SessionStore, targets: list[SessionInfo], now: datetime, reason: str
+) -> list[str]:
+    """Revoke each of ``targets`` still active; the ids this call revoked."""
     done = []
-    for session in await sessions.of_user(user_id):
-        if session.session_id == spare:
-            continue
-        if session.state is not SessionState.ACTIVE:
-            continue
+    for session in targets:
         try:
             after = await sessions.mutate(session.session_id, lambda s: revoked(s, now, reason))
         except SessionNotFound:

@@ -153,6 +153,10 @@ class UserStore:
         """Add a user; raises ``KeyExists`` if the name is taken."""
         return await self._bucket.create(user_key(user.username), _dump(user))
 
+    async def replace(self, user: UserRecord, revision: int) -> int:
+        """One compare-and-set write; raises ``RevisionMismatch`` if the user changed."""
+        return await self._bucket.update(user_key(user.username), _dump(user), revision)
+
     async def delete(self, username: str, revision: int) -> None:
         """Remove a user at ``revision``."""
         await self._bucket.delete(user_key(username), revision)

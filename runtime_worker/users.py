@@ -1,9 +1,10 @@
-"""User handlers: authenticate, create, list, remove."""
+"""User handlers: authenticate, create, list, remove, set a password."""
 
 from __future__ import annotations
 
+import asyncio
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from intents import (
     AuthenticateUser,
@@ -15,6 +16,8 @@ from intents import (
     ListUsersReply,
     RemoveUser,
     RemoveUserReply,
+    SetPassword,
+    SetPasswordReply,
     UserExists,
     UserNotFound,
     WriteConflict,
@@ -45,20 +48,38 @@ async def authenticate_user(
 ) -> AuthenticateUserReply:
     """Check the password; an unknown user costs the same time and gets the same error.
 
-    Each attempt is counted first, per username across every worker: over the limit it is
-    ``RateLimited`` without a password check.
+    Each attempt is counted first, per (username, client address) across every worker: over
+    that limit it is ``RateLimited`` without a password check. Failures on the name only delay
+    the answer (at most half of what is left of the caller's deadline), success or not, so a
+    stranger's guesses slow the user down but never lock them out.
     """
     password = intent.password.get_secret_value()
-    await attempts.count(intent.username, now)
-    found = await _find(users, intent.username)
+    delay = await attempts.begin(intent.username, intent.client_address, now)
+    if intent.deadline is not None:
+        delay = min(delay, max(timedelta(0), intent.deadline - now) / 2)
+    loop = asyncio.get_running_loop()
+    answer_at = loop.time() + delay.total_seconds()
+    user = await _check(users, passwords, intent.username, password)
+    if user is None:
+        await attempts.failed(intent.username, now)
+    else:
+        await attempts.succeeded(intent.username, intent.client_address)
+    # Success and failure wait alike: a fast answer must not tell a guesser it was right.
+    await asyncio.sleep(max(0.0, answer_at - loop.time()))
+    if user is None:
+        raise AuthenticationFailed()
+    return AuthenticateUserReply(user=user.info())
+
+
+async def _check(
+    users: UserStore, passwords: Passwords, username: str, password: str
+) -> UserRecord | None:
+    found = await _find(users, username)
     if found is None:
         await passwords.verify_decoy(password)
-        raise AuthenticationFailed()
+        return None
     user, _ = found
-    if not await passwords.verify(password, user.password_hash):
-        raise AuthenticationFailed()
-    await attempts.clear(intent.username)
-    return AuthenticateUserReply(user=user.info())
+    return user if await passwords.verify(password, user.password_hash) else None
 
 
 async def create_user(
@@ -98,3 +119,29 @@ async def remove_user(
         raise WriteConflict("user changed while being removed; retry") from exc
     revoked = await revoke_all(sessions, user.id, now, reason="user removed")
     return RemoveUserReply(user=user.info(), revoked_sessions=revoked)
+
+
+async def set_password(
+    intent: SetPassword,
+    users: UserStore,
+    passwords: Passwords,
+    sessions: SessionStore,
+    now: datetime,
+) -> SetPasswordReply:
+    """Store a hash of the new password, then revoke every session the user had.
+
+    A reset is what an operator does when a password may be known to someone else, so whatever
+    was opened with the old one ends with it (their sockets close with 4404).
+    """
+    found = await _find(users, intent.username)
+    if found is None:
+        raise UserNotFound(f"no user {intent.username!r}")
+    user, revision = found
+    password_hash = await passwords.hash(intent.password.get_secret_value())
+    changed = user.model_copy(update={"password_hash": password_hash})
+    try:
+        await users.replace(changed, revision)
+    except RevisionMismatch as exc:
+        raise WriteConflict("user changed while its password was being set; retry") from exc
+    revoked = await revoke_all(sessions, user.id, now, reason="password changed")
+    return SetPasswordReply(user=changed.info(), revoked_sessions=revoked)

@@ -29,8 +29,11 @@ from intents import (
     RevokeSessionReply,
     RuntimeUnavailable,
     SessionNotFound,
+    SetPassword,
+    SetPasswordReply,
     SymphainyError,
 )
+from symphainy import first_run
 
 ACTOR = "cli"
 CONNECT_TIMEOUT_S = 3.0
@@ -43,6 +46,9 @@ class CommandError(Exception):
 async def command(settings: Settings, args: argparse.Namespace) -> int:
     """Run one ``users``/``sessions`` command; the exit code."""
     try:
+        # Asked before connecting: a missing terminal is the caller's to fix, NATS or not.
+        if (args.command, args.action) in TAKES_PASSWORD:
+            args.password = SecretStr(_read_password(args.password_stdin))
         identity = identity_for(settings, Role.ADMIN)
         guard = BusGuard(identity)
         nc = await _connect(identity, guard)
@@ -100,8 +106,14 @@ def _read_password(from_stdin: bool) -> str:
     if from_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
-        password = getpass.getpass("password: ")
-        if getpass.getpass("again: ") != password:
+        if not sys.stdin.isatty():
+            raise CommandError("no terminal to ask for the password: pass --password-stdin")
+        try:
+            password = getpass.getpass("password: ")
+            again = getpass.getpass("again: ")
+        except EOFError as exc:
+            raise CommandError("no password given") from exc
+        if again != password:
             raise CommandError("the passwords differ")
     if not password:
         raise CommandError("empty password")
@@ -110,10 +122,20 @@ def _read_password(from_stdin: bool) -> str:
 
 async def users_add(nc: Client, settings: Settings, args: argparse.Namespace) -> list[str]:
     """Add a user."""
-    password = SecretStr(_read_password(args.password_stdin))
-    reply = await _call(nc, settings, CreateUser, username=args.name, password=password)
+    reply = await _call(nc, settings, CreateUser, username=args.name, password=args.password)
     assert isinstance(reply, CreateUserReply)
     return [f"added user {reply.user.username} ({reply.user.id})"]
+
+
+async def users_passwd(nc: Client, settings: Settings, args: argparse.Namespace) -> list[str]:
+    """Set a user's password; their sessions are revoked."""
+    reply = await _call(nc, settings, SetPassword, username=args.name, password=args.password)
+    assert isinstance(reply, SetPasswordReply)
+    revoked = len(reply.revoked_sessions)
+    lines = [f"changed the password of {reply.user.username}; revoked {revoked} session(s)"]
+    if forgotten := first_run.forget_password(settings, reply.user.username):
+        lines.append(f"removed {forgotten}: it held the old password")
+    return lines
 
 
 async def users_list(nc: Client, settings: Settings, args: argparse.Namespace) -> list[str]:
@@ -158,8 +180,10 @@ async def sessions_revoke(nc: Client, settings: Settings, args: argparse.Namespa
     return [f"session {reply.session.session_id} is {reply.session.state}"]
 
 
+TAKES_PASSWORD = {("users", "add"), ("users", "passwd")}
 HANDLERS = {
     ("users", "add"): users_add,
+    ("users", "passwd"): users_passwd,
     ("users", "list"): users_list,
     ("users", "remove"): users_remove,
     ("sessions", "list"): sessions_list,

@@ -1,7 +1,8 @@
 """Argument parsing: each command only turns flags into ``Settings`` and calls one function.
 
 symphainy up | runtime | experience
-symphainy users add NAME [--password-stdin] | users list | users remove NAME
+symphainy users add NAME [--password-stdin] | users passwd NAME [--password-stdin]
+symphainy users list | users remove NAME
 symphainy sessions list [--user NAME] [--all] | sessions revoke ID
 symphainy nats-context ROLE | nats-setup --url URL [--tls-host NAME ...]
 """
@@ -20,7 +21,9 @@ from pydantic import ValidationError
 
 from bus.permissions import Role
 from bus.settings import Settings
-from symphainy import admin, bus_setup, run
+from symphainy import admin, bus_setup, logs, run
+
+log = logging.getLogger(__name__)
 
 # Flags that map one to one onto settings fields.
 SETTING_FLAGS = (
@@ -72,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("name")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     _nats(add)
+    passwd = users.add_parser(
+        "passwd", help="set a user's password (prompt or stdin) and revoke their sessions"
+    )
+    passwd.add_argument("name")
+    passwd.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin"
+    )
+    _nats(passwd)
     _nats(users.add_parser("list", help="list users"))
     remove = users.add_parser("remove", help="remove a user and revoke their sessions")
     remove.add_argument("name")
@@ -140,18 +151,39 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; the process exit code."""
+    """Run one command; the process exit code. Every failure is one line on stderr."""
     args = build_parser().parse_args(argv)
     try:
         settings = settings_from(args)
     except ValidationError as exc:
-        print(f"error: invalid settings:\n{exc}", file=sys.stderr)
+        print(f"error: invalid settings: {_one_line(exc)}", file=sys.stderr)
         return 2
     serving = args.command in ("up", "runtime", "experience")
-    logging.basicConfig(
-        level=settings.log_level if serving else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    debug = settings.log_level.upper() == "DEBUG"
+    try:
+        logs.configure(settings.log_level if serving or debug else logging.WARNING)
+        return _run(args, settings)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        # A bug, not bad input: still one line; the traceback only when asked for.
+        log.debug("%s failed", args.command, exc_info=True)
+        print(
+            f"error: unexpected {type(exc).__name__}: {logs.escape(str(exc))} "
+            "(SYMPHAINY_LOG_LEVEL=DEBUG logs the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _one_line(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(part) for part in e['loc']) or 'settings'}: {e['msg']}"
+        for e in exc.errors()
     )
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "up":
         return run.main(run.up(settings, embedded=args.nats_url is None))
     if args.command == "runtime":

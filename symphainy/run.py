@@ -1,5 +1,9 @@
 """Running the system: everything on one machine (``up``), or one component.
 
+``up`` takes its HTTP port and checks the embedded NATS's before it writes anything, then checks
+the signing keys before it starts NATS or creates a user: a start that cannot succeed fails at
+once, in one line, and leaves no half-made system (no admin whose password went unseen).
+
 Signals are ours, not uvicorn's: the first Ctrl-C (or SIGTERM) stops the Experience Plane
 (sockets get 1001), then the workers, then the embedded NATS; a second one forces the exit.
 """
@@ -9,28 +13,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import signal
 import socket
 import sys
 from collections.abc import Coroutine
 from typing import Any
 
-from bus.connection import PermissionDenied, connect
+from bus.connection import PermissionDenied
 from bus.embedded import EmbeddedNats, EmbeddedNatsError
 from bus.identity import IdentityError, identity_for
 from bus.permissions import Role
 from bus.provision import ensure_secrets, write_contexts, write_server_config
-from bus.request import ask
 from bus.settings import Settings
+from experience import keys
 from experience.app import create_app
 from experience.server import ExperienceServer, build_server
-from intents import CreateUser, CreateUserReply, ListUsers, ListUsersReply, SymphainyError
+from intents import SymphainyError
 from runtime_worker.app import Worker, start_worker
+from symphainy import first_run, logs
 
 log = logging.getLogger(__name__)
 
-ADMIN = "admin"
+
+# The embedded NATS listens on loopback only.
+NATS_HOST = "127.0.0.1"
 
 
 class StartupError(Exception):
@@ -70,8 +76,34 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _serve(settings: Settings, stop: asyncio.Event, announce: str) -> None:
-    sock = _listen(settings.host, settings.port)
+def _check_port_free(host: str, port: int) -> None:
+    # The embedded NATS binds its own port, later; a probe now fails the start before anything
+    # exists. Bound as nats-server binds (SO_REUSEADDR), so a port it could take passes.
+    if port <= 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise StartupError(
+                f"port {host}:{port} is already in use; stop whatever holds it or "
+                "pass another --nats-port"
+            ) from exc
+
+
+def _signing_keys(settings: Settings) -> Settings:
+    """``settings`` with their signing keys, checked (weak ones refused outside dev mode)."""
+    try:
+        return keys.resolve(settings)
+    except keys.KeyRejected as exc:
+        raise StartupError(str(exc)) from exc
+
+
+async def _serve(
+    settings: Settings, stop: asyncio.Event, announce: str, sock: socket.socket | None = None
+) -> None:
+    sock = sock or _listen(settings.host, settings.port)
     server = build_server(
         create_app(settings), settings, settings.host, settings.port, handle_signals=False
     )
@@ -130,49 +162,36 @@ async def _stop_workers(workers: list[Worker]) -> None:
             await worker.stop()
 
 
-async def ensure_admin(settings: Settings) -> str | None:
-    """On a system with no users, create ``admin`` with a random password and return it."""
-    nc = await connect(identity_for(settings, Role.ADMIN), "symphainy-up")
-    try:
-        users = await ask(nc, ListUsers(actor="symphainy-up"), settings.request_timeout_s)
-        assert isinstance(users, ListUsersReply)
-        if users.users:
-            return None
-        password = secrets.token_urlsafe(18)
-        created = await ask(
-            nc,
-            CreateUser(username=ADMIN, password=password, actor="symphainy-up"),
-            settings.request_timeout_s,
-        )
-        assert isinstance(created, CreateUserReply)
-        return password
-    finally:
-        await nc.close()
-
-
 async def up(settings: Settings, *, embedded: bool) -> None:
     """The whole system: embedded NATS (unless given a URL), workers, the Experience Plane."""
     stop = _stop_signal()
+    sock = _listen(settings.host, settings.port)
     nats: EmbeddedNats | None = None
-    if embedded:
-        nats = await _embedded_nats(settings)
-        settings = settings.model_copy(update={"nats_url": nats.url})
     try:
+        if embedded:
+            _check_port_free(NATS_HOST, settings.nats_port)
+        # The keys, the admin password and (embedded) JetStream's files: the owner's alone.
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if embedded:
+            settings.data_dir.chmod(0o700)
+        settings = _signing_keys(settings)
+        if embedded:
+            nats = await _embedded_nats(settings)
+            settings = settings.model_copy(update={"nats_url": nats.url})
         workers = await _start_workers(settings)
+        logs.adopt_library_loggers()
         try:
             try:
-                password = await ensure_admin(settings)
+                admin_line = await first_run.ensure_admin(settings)
             except SymphainyError as exc:
                 raise StartupError(f"could not check for users: {exc.message}") from exc
-            if password is not None:
-                print(
-                    f"created user {ADMIN} with password {password}  (shown only now; keep it)",
-                    flush=True,
-                )
-            await _serve(settings, stop, f"symphainy is up (NATS {settings.nats_url})")
+            if admin_line is not None:
+                print(admin_line, flush=True)
+            await _serve(settings, stop, f"symphainy is up (NATS {settings.nats_url})", sock)
         finally:
             await _stop_workers(workers)
     finally:
+        sock.close()
         if nats is not None:
             nats.stop()
     log.info("symphainy stopped")
@@ -181,13 +200,10 @@ async def up(settings: Settings, *, embedded: bool) -> None:
 async def _embedded_nats(settings: Settings) -> EmbeddedNats:
     """Start the embedded NATS with authorization on: role secrets made on the first start,
     reused after; each role's context (re)written with the URL the server bound."""
-    # JetStream's files hold every session and password hash: the owner's alone.
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    settings.data_dir.chmod(0o700)
     bus = ensure_secrets(settings.data_dir)
     config = write_server_config(bus)
     nats = EmbeddedNats(
-        settings.data_dir / "nats", port=settings.nats_port, host="127.0.0.1", config=config
+        settings.data_dir / "nats", port=settings.nats_port, host=NATS_HOST, config=config
     )
     try:
         await asyncio.to_thread(nats.start)
@@ -201,6 +217,7 @@ async def runtime(settings: Settings) -> None:
     """Runtime worker(s) until stopped."""
     stop = _stop_signal()
     workers = await _start_workers(settings)
+    logs.adopt_library_loggers()
     url = identity_for(settings, Role.RUNTIME).url
     print(f"{len(workers)} runtime worker(s) on {url}", flush=True)
     try:
@@ -212,5 +229,6 @@ async def runtime(settings: Settings) -> None:
 async def experience(settings: Settings) -> None:
     """The Experience Plane until stopped."""
     stop = _stop_signal()
+    settings = _signing_keys(settings)
     url = identity_for(settings, Role.EXPERIENCE).url
     await _serve(settings, stop, f"experience plane up (NATS {url})")

@@ -1,7 +1,8 @@
 """Admission of a socket, all before any application message.
 
-Order: Origin allowlist, credentials present and well-formed, token signature and claims, then a
-``VerifySession`` request-reply to the runtime. Each failure maps to one close code.
+Order: Host and Origin allowlists (``experience.hosts``), credentials present and well-formed,
+token signature and claims, then a ``VerifySession`` request-reply to the runtime. Each failure
+maps to one close code.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from nats.aio.client import Client
 from starlette.datastructures import Headers
@@ -19,6 +20,7 @@ from starlette.types import Scope
 
 from bus.request import request
 from experience.gate.protocol import BEARER_PREFIX, SUBPROTOCOL, TOKEN_QUERY_PARAM, CloseCode
+from experience.hosts import HostPolicy
 from intents import (
     RuntimeUnavailable,
     SessionExpired,
@@ -42,6 +44,9 @@ class Claims(Protocol):
 
     @property
     def sid(self) -> str: ...
+
+    @property
+    def jti(self) -> str: ...
 
     @property
     def exp(self) -> datetime: ...
@@ -94,21 +99,11 @@ def read_credentials(scope: Scope) -> tuple[str | None, str | None]:
     return chosen, token or None
 
 
-def origin_allowed(headers: Headers, allowed: Sequence[str]) -> bool:
-    """Allowlisted origins, or by default the page's own origin. No Origin: not a browser."""
-    origin = headers.get("origin")
-    if origin is None:
-        return True
-    if allowed:
-        return origin in allowed or "*" in allowed
-    return urlsplit(origin).netloc.lower() == headers.get("host", "").lower()
-
-
 async def admit(
     scope: Scope,
     nc: Client,
     verify_token: TokenVerifier,
-    allowed_origins: Sequence[str],
+    hosts: HostPolicy,
     timeout: float,
     correlation_id: str,
     watching: Callable[[], Awaitable[bool]] | None = None,
@@ -126,8 +121,8 @@ async def admit(
         return Rejected(
             CloseCode.MALFORMED, str(exc), SUBPROTOCOL if SUBPROTOCOL in offered else None
         )
-    if not origin_allowed(headers, allowed_origins):
-        return Rejected(CloseCode.ORIGIN_FORBIDDEN, "origin not allowed", subprotocol)
+    if not hosts.allows(headers):
+        return Rejected(CloseCode.ORIGIN_FORBIDDEN, "host or origin not allowed", subprotocol)
     if token is None:
         return Rejected(CloseCode.TOKEN_INVALID, "token missing", subprotocol)
     try:
@@ -144,12 +139,16 @@ async def admit(
             VerifySession(
                 session_id=claims.sid,
                 user_id=claims.sub,
+                jti=claims.jti,
                 correlation_id=correlation_id,
                 actor=f"user:{claims.sub}",
             ),
             VerifySessionReply,
             timeout,
         )
+    except TokenInvalid:
+        # A token that a refresh replaced: as good as no token.
+        return Rejected(CloseCode.TOKEN_INVALID, "token superseded", subprotocol)
     except SessionExpired:
         return Rejected(CloseCode.EXPIRED, "session expired", subprotocol)
     except (SessionNotFound, SessionInactive):

@@ -7,20 +7,31 @@ gate's reply subject and go to exactly the socket that asked.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import from_json
 
 from bus import names
-from bus.request import intent_headers
+from bus.request import intent_headers, request
 from experience.gate import protocol
 from experience.gate.connection import Connection
 from experience.gate.protocol import ClientFrame, IntentFrame, RefreshFrame
-from intents import AgentEvent, AgentReply, AgentResult, RunAgent, TokenExpired, TokenInvalid
+from intents import (
+    AgentEvent,
+    AgentReply,
+    AgentResult,
+    RunAgent,
+    SymphainyError,
+    TokenExpired,
+    TokenInvalid,
+    VerifySession,
+    VerifySessionReply,
+)
+from intents.agent import CancelAgentRun
 from intents.base import new_id
 
 if TYPE_CHECKING:
@@ -30,9 +41,13 @@ log = logging.getLogger(__name__)
 
 _frames: TypeAdapter[IntentFrame | RefreshFrame] = TypeAdapter(ClientFrame)
 _replies: TypeAdapter[AgentEvent | AgentResult] = TypeAdapter(AgentReply)
+# Intent ids per ``CancelAgentRun`` (its own bound).
+CANCEL_BATCH = 1024
 
 
-def _describe(exc: ValidationError) -> str:
+def _describe(exc: ValueError) -> str:
+    if not isinstance(exc, ValidationError):
+        return "frame: not valid JSON"
     first = exc.errors(include_input=False, include_url=False)[0]
     where = ".".join(str(p) for p in first["loc"]) or "frame"
     return f"{where}: {first['msg']}"
@@ -51,12 +66,15 @@ class AgentChannel:
         )
 
     async def on_frame(self, conn: Connection, text: str) -> None:
-        """Handle one text frame; a bad one gets an error frame and the socket stays open."""
+        """Handle one text frame; a bad one gets an error frame and the socket stays open.
+
+        The parser bounds nesting depth (a deeper frame is a ``ValidationError``, never a
+        ``RecursionError``) and refuses numbers Python cannot hold or JSON cannot carry.
+        """
         try:
             frame = _frames.validate_json(text)
-        except ValidationError as exc:
-            client_id = _client_id(text)
-            conn.send(protocol.error(client_id, "invalid_frame", _describe(exc)))
+        except ValueError as exc:  # ValidationError included
+            conn.send(protocol.error(_client_id(text), "invalid_frame", _describe(exc)))
             return
         if isinstance(frame, IntentFrame):
             await self._submit(conn, frame)
@@ -99,6 +117,36 @@ class AgentChannel:
         for early in overtaken:
             conn.send(early)
 
+    async def cancel_runs(self, conn: Connection) -> None:
+        """Ask the workers to stop the closed socket's unfinished runs; never raises.
+
+        Fire and forget: every worker hears it, the one holding a run cancels it, and a run
+        still queued is dropped when picked up. Without this, a run would go on for nobody.
+        """
+        pending = sorted({*conn.in_flight, *conn.unacked})
+        conn.in_flight.clear()
+        for start in range(0, len(pending), CANCEL_BATCH):
+            cancel = CancelAgentRun(
+                session_id=conn.session_id,
+                intent_ids=tuple(pending[start : start + CANCEL_BATCH]),
+                reason=(conn.close_reason or "socket closed")[:200],
+                correlation_id=new_id(),
+                actor=f"user:{conn.user_id}",
+            )
+            try:
+                await self._gate.nc.publish(
+                    names.AGENT_CANCEL, cancel.to_wire(), headers=intent_headers(cancel)
+                )
+            except Exception as exc:
+                log.warning("could not cancel the runs of socket %s: %s", conn.socket_id, exc)
+                return
+            log.info(
+                "cancelling %d run(s) of closed socket %s [%s]",
+                len(cancel.intent_ids),
+                conn.socket_id,
+                cancel.correlation_id,
+            )
+
     async def _refresh(self, conn: Connection, frame: RefreshFrame) -> None:
         try:
             claims = self._gate.verify_token(frame.session_token)
@@ -111,11 +159,38 @@ class AgentChannel:
         if claims.sid != conn.session_id or claims.sub != conn.user_id:
             conn.send(protocol.error(None, "token_mismatch", "token is for another session"))
             return
-        session = await self._gate.verify(conn, new_id())
+        session = await self._current(conn, claims.jti)
         if session is None:
             return
         conn.extend(claims.exp, session.expires_at)
         conn.send(self._gate.expiry_of(claims.exp, session))
+
+    async def _current(self, conn: Connection, jti: str) -> VerifySessionReply | None:
+        """The socket's session if it is live and ``jti`` is its current token, else None.
+
+        A superseded token gets an error frame and the socket keeps its own token; a session
+        that failed its check closes the socket with the matching code.
+        """
+        try:
+            return await request(
+                self._gate.nc,
+                VerifySession(
+                    session_id=conn.session_id,
+                    user_id=conn.user_id,
+                    jti=jti,
+                    correlation_id=new_id(),
+                    actor=f"user:{conn.user_id}",
+                ),
+                VerifySessionReply,
+                self._gate.settings.request_timeout_s,
+            )
+        except TokenInvalid:
+            conn.send(protocol.error(None, "token_invalid", "the new token has been superseded"))
+        except SymphainyError as exc:
+            from experience.gate.gate import close_code_for  # gate.py imports this module
+
+            conn.close(close_code_for(exc), exc.code)
+        return None
 
     async def _on_reply(self, msg: Msg) -> None:
         socket_id = msg.subject.rsplit(".", 1)[-1]
@@ -153,9 +228,13 @@ def _frame_of(reply: AgentEvent | AgentResult) -> dict[str, Any]:
 
 
 def _client_id(text: str) -> str | None:
-    """The frame's ``id``, if it has a usable one, so the client can match the error."""
+    """The frame's ``id``, if it has a usable one, so the client can match the error.
+
+    ``from_json`` and not ``json.loads``: the latter recurses in Python and a deep frame
+    would raise ``RecursionError`` here, of all places.
+    """
     try:
-        raw = json.loads(text)
+        raw = from_json(text, allow_inf_nan=False)
     except ValueError:
         return None
     value = raw.get("id") if isinstance(raw, dict) else None

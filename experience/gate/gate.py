@@ -31,6 +31,7 @@ from experience.gate.agent import AgentChannel
 from experience.gate.connection import Connection
 from experience.gate.protocol import CloseCode
 from experience.gate.registry import LimitExceeded, Registry
+from experience.hosts import HostPolicy
 from intents import (
     SessionExpired,
     SessionInactive,
@@ -67,6 +68,7 @@ class Gate:
         self.settings = settings
         self.nc = nc
         self.verify_token = verify_token
+        self.hosts = HostPolicy.from_settings(settings)
         self.gate_id = new_id()[:12]
         self.registry = Registry(settings.ws_max_per_session, settings.ws_max_per_user)
         self.agents = AgentChannel(self)
@@ -153,7 +155,7 @@ class Gate:
                 websocket.scope,
                 self.nc,
                 self.verify_token,
-                self.settings.allowed_origins,
+                self.hosts,
                 self.settings.request_timeout_s,
                 correlation_id,
                 self.watching,
@@ -210,6 +212,8 @@ class Gate:
             conn.close(1000, "bye")
             self.registry.remove(conn)
             watchdog.cancel()
+            # Nobody is left to read what its runs send: stop them (revocation lands here too).
+            await self.agents.cancel_runs(conn)
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(writer, timeout=self.settings.ws_drain_timeout_s)
             self._writers.discard(writer)
@@ -228,7 +232,11 @@ class Gate:
             if len(text) > self.settings.ws_max_frame_bytes:
                 conn.send(protocol.error(None, "invalid_frame", "frame too large"))
                 continue
-            await self.agents.on_frame(conn, text)
+            try:
+                await self.agents.on_frame(conn, text)
+            except Exception:  # whatever a frame does, the socket stays usable
+                log.exception("frame on socket %s failed", conn.socket_id)
+                conn.send(protocol.error(None, "internal", "the frame could not be handled"))
 
     async def verify(self, conn: Connection, correlation_id: str) -> VerifySessionReply | None:
         """Re-check the socket's session; on failure, close it with the matching code."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from enum import IntEnum
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 SUBPROTOCOL: Final = "symphainy.v1"
 BEARER_PREFIX: Final = "bearer."
@@ -25,6 +26,16 @@ class CloseCode(IntEnum):
     RUNTIME_UNAVAILABLE = 4503  # back off, retry
 
 
+def _json_numbers(payload: dict[str, Any]) -> dict[str, Any]:
+    """Only numbers JSON can carry back: NaN and infinities (``1e999``) would reach the client
+    as bare ``NaN``/``Infinity``, which ``JSON.parse`` refuses."""
+    try:
+        json.dumps(payload, allow_nan=False)
+    except ValueError as exc:
+        raise ValueError("numbers must be finite") from exc
+    return payload
+
+
 class _Frame(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -35,7 +46,7 @@ class IntentFrame(_Frame):
     type: Literal["intent"]
     id: str = Field(min_length=1, max_length=128)
     intent: str = Field(pattern=r"^[a-z][a-z0-9_.-]{0,63}$")
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: Annotated[dict[str, Any], AfterValidator(_json_numbers)] = Field(default_factory=dict)
 
 
 class RefreshFrame(_Frame):

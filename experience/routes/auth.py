@@ -11,7 +11,6 @@ from experience.routes.models import LoginRequest, LoginResponse, UserView, erro
 from intents import (
     AuthenticateUser,
     AuthenticateUserReply,
-    AuthenticationFailed,
     CreateSession,
     CreateSessionReply,
     RevokeSession,
@@ -35,24 +34,20 @@ async def login(
 ) -> LoginResponse:
     """Check the credentials and open a new session; the same 401 for any bad credential."""
     client = request.client.host if request.client else "unknown"
-    # Per address here; per username the runtime counts, across every Experience process.
-    address = f"ip:{client}"
-    limiter.check(address)
-    try:
+    # Per address here; per (username, address) and per username the runtime counts, across
+    # every Experience process.
+    with limiter.attempt(f"ip:{client}"):
         auth = await runtime.ask(
-            AuthenticateUser(username=body.username, password=body.password),
+            AuthenticateUser(username=body.username, password=body.password, client_address=client),
             AuthenticateUserReply,
         )
-    except AuthenticationFailed:
-        limiter.failed(address)
-        raise
     user = auth.user
     created = await runtime.ask(
         CreateSession(user_id=user.id, username=user.username, actor=f"user:{user.id}"),
         CreateSessionReply,
     )
     session = created.session
-    issued = tokens.issue(user.id, session.session_id, session.absolute_expires_at)
+    issued = tokens.issue(user.id, session.session_id, session.absolute_expires_at, jti=session.jti)
     log.info(
         "login: user %s opened session %s [%s]",
         user.username,

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from experience.deps import RuntimeDep, SettingsDep
 from experience.errors import error_response
+from experience.routes.models import error_responses
 from intents import Ping, PingReply, SymphainyError
 
 router = APIRouter(tags=["health"])
@@ -18,7 +19,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_model=None)
+@router.get("/readyz", response_model=None, responses=error_responses(503))
 async def readyz(
     request: Request, runtime: RuntimeDep, settings: SettingsDep
 ) -> dict[str, str] | JSONResponse:

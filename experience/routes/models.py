@@ -3,11 +3,40 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Final
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from starlette.convertors import Convertor, register_url_convertor
 
 from intents import SessionInfo, SessionState
+
+# A session id is 128 random bits in hex (the runtime makes them). Routing matches only that, so
+# ``/api/session/create`` or ``/api/session/refresh`` is never read as an id: a wrong method
+# there is 405 with ``Allow: POST``, and anything else under ``/api/session/`` is a plain 404.
+SESSION_ID_REGEX: Final = "[0-9a-f]{32}"
+
+
+class SessionIdConvertor(Convertor[str]):
+    """The ``{session_id:session_id}`` path segment."""
+
+    regex = SESSION_ID_REGEX
+
+    def convert(self, value: str) -> str:
+        """The segment as it came."""
+        return value
+
+    def to_string(self, value: str) -> str:
+        """The id as a path segment."""
+        return value
+
+
+register_url_convertor("session_id", SessionIdConvertor())
+
+SESSION_PATH: Final = "/api/session/{session_id:session_id}"
+SessionId = Annotated[
+    str, Path(pattern=f"^{SESSION_ID_REGEX}$", description="a session id, 32 hex digits")
+]
 
 
 class LoginRequest(BaseModel):

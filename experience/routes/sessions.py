@@ -1,4 +1,8 @@
-"""``/api/session`` and ``/api/sessions``: a user's own sessions."""
+"""``/api/session`` and ``/api/sessions``: a user's own sessions.
+
+Every token is signed with the ``jti`` the runtime recorded on the session, so a refresh makes
+every earlier token of the session useless (see ``intents.session``).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,14 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Response
 
 from experience.deps import CallerDep, RuntimeDep, TokenDep, TokensDep
-from experience.routes.models import IssuedSession, RefreshResponse, SessionView, error_responses
+from experience.routes.models import (
+    SESSION_PATH,
+    IssuedSession,
+    RefreshResponse,
+    SessionId,
+    SessionView,
+    error_responses,
+)
 from intents import (
     CreateSession,
     CreateSessionReply,
@@ -21,6 +32,7 @@ from intents import (
     RevokeSession,
     RevokeSessionReply,
     SessionNotFound,
+    SessionState,
 )
 
 router = APIRouter(tags=["sessions"])
@@ -54,7 +66,10 @@ async def create_session(
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> IssuedSession:
-    """A new session for the caller; a repeated ``Idempotency-Key`` returns the same session."""
+    """A new session for the caller; a repeated ``Idempotency-Key`` returns the same session.
+
+    Past ``max_sessions_per_user`` live sessions, the caller's oldest are revoked.
+    """
     reply = await runtime.ask(
         CreateSession(
             user_id=caller.user_id,
@@ -67,26 +82,29 @@ async def create_session(
     if not reply.created:
         response.headers["Idempotent-Replayed"] = "true"
     session = reply.session
-    issued = tokens.issue(caller.user_id, session.session_id, session.absolute_expires_at)
+    issued = tokens.issue(
+        caller.user_id, session.session_id, session.absolute_expires_at, jti=session.jti
+    )
     return IssuedSession(
         session_id=session.session_id, session_token=issued.token, expires_at=issued.claims.exp
     )
 
 
-@router.get("/api/session/{session_id}", response_model=SessionView, responses=_WITH_404)
-async def get_session(session_id: str, caller: CallerDep, runtime: RuntimeDep) -> SessionView:
-    """One of the caller's sessions, in any state; 404 for anyone else's."""
+@router.get(SESSION_PATH, response_model=SessionView, responses=_WITH_404)
+async def get_session(session_id: SessionId, caller: CallerDep, runtime: RuntimeDep) -> SessionView:
+    """One of the caller's sessions, active or expired; 404 if revoked or anyone else's."""
     reply = await runtime.ask(
         GetSession(session_id=_session_id(session_id), user_id=caller.user_id, actor=caller.actor),
         GetSessionReply,
     )
+    # A revoked session is gone for its owner: GET after DELETE is 404, as for any resource.
+    if reply.session.state is SessionState.REVOKED:
+        raise SessionNotFound()
     return SessionView.of(reply.session, caller.session_id)
 
 
-@router.delete(
-    "/api/session/{session_id}", status_code=204, response_class=Response, responses=_WITH_404
-)
-async def revoke_session(session_id: str, caller: CallerDep, runtime: RuntimeDep) -> Response:
+@router.delete(SESSION_PATH, status_code=204, response_class=Response, responses=_WITH_404)
+async def revoke_session(session_id: SessionId, caller: CallerDep, runtime: RuntimeDep) -> Response:
     """Revoke one of the caller's sessions; its tokens and sockets stop working at once."""
     await runtime.ask(
         RevokeSession(
@@ -113,18 +131,23 @@ async def list_sessions(caller: CallerDep, runtime: RuntimeDep) -> list[SessionV
 async def refresh_session(
     token: TokenDep, tokens: TokensDep, runtime: RuntimeDep
 ) -> RefreshResponse:
-    """A new token for the same session, its idle expiry extended.
+    """A new token for the same session, its idle expiry extended; every earlier token dies.
 
-    Accepts a token that expired recently (within the refresh grace), so a client whose socket
-    closed with 4408 can refresh once instead of logging in again.
+    Accepts a token that expired recently (within ``refresh_grace_s``), so a client whose socket
+    closed with 4408 can refresh once instead of logging in again. A token that an earlier
+    refresh replaced revokes the session (401 ``session_revoked``): it has been copied.
     """
     claims = tokens.verify_for_refresh(token)
     reply = await runtime.ask(
-        RefreshSession(session_id=claims.sid, user_id=claims.sub, actor=f"user:{claims.sub}"),
+        RefreshSession(
+            session_id=claims.sid, user_id=claims.sub, jti=claims.jti, actor=f"user:{claims.sub}"
+        ),
         RefreshSessionReply,
     )
     session = reply.session
-    issued = tokens.issue(claims.sub, session.session_id, session.absolute_expires_at)
+    issued = tokens.issue(
+        claims.sub, session.session_id, session.absolute_expires_at, jti=session.jti
+    )
     return RefreshResponse(
         session_id=session.session_id, session_token=issued.token, expires_at=issued.claims.exp
     )

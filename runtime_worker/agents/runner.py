@@ -5,6 +5,12 @@ is shared among the workers. A message is acked only once its result was publish
 worker that dies mid-run is redelivered to another after ``ack_wait``, and a worker that stops
 mid-run hands its unfinished work back at once (``nak``). While an agent runs, its delivery is
 kept alive with ``in_progress``, so a long run is not taken for a dead worker.
+
+Every worker also hears ``CancelAgentRun`` (the gate sends it when a socket closes with runs in
+flight): the worker holding such a run cancels it, acks it and audits it as ``cancelled``; work
+cancelled before any worker took it is remembered and dropped the same way when it is fetched.
+Each run may send at most ``agent_max_events_per_run`` events and
+``agent_max_event_bytes_per_run`` bytes; past that it ends with ``run_limit_exceeded``.
 """
 
 from __future__ import annotations
@@ -12,19 +18,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js.client import JetStreamContext
 from pydantic import ValidationError
 
 from bus import names
 from bus.settings import Settings
-from intents import AgentEvent, AgentMessage, AgentResult, RunAgent, SymphainyError
+from intents import AgentEvent, AgentResult, RunAgent, SymphainyError
+from intents.agent import CANCELLED, CancelAgentRun
 from runtime_worker.agents.base import Agents
 from runtime_worker.agents.execute import failed, outcome, run_intent
+from runtime_worker.agents.limits import RunBudget
 from runtime_worker.deps import Deps
 from runtime_worker.dispatch import audit, describe
 
@@ -34,8 +45,18 @@ log = logging.getLogger(__name__)
 FETCH_TIMEOUT_S = 5.0
 # After a failed fetch (NATS reconnecting, say), wait this long before the next one.
 FETCH_RETRY_S = 0.5
+# Cancelled intent ids a worker remembers for work not yet fetched (any worker may fetch it).
+RECENTLY_CANCELLED_MAX = 10_000
 
 PullSubscription = JetStreamContext.PullSubscription
+
+
+@dataclass(frozen=True)
+class _Run:
+    """A run in progress on this worker."""
+
+    session_id: str
+    task: asyncio.Task[AgentResult]
 
 
 class AgentRunner:
@@ -49,12 +70,20 @@ class AgentRunner:
         self._keep_alive_s = settings.agent_ack_wait_s / 3
         self._max_attempts = settings.agent_max_attempts
         self._drain_s = settings.agent_drain_timeout_s
+        self._max_events = settings.agent_max_events_per_run
+        self._max_bytes = settings.agent_max_event_bytes_per_run
         self._sub: PullSubscription | None = None
+        self._cancels: Subscription | None = None
         self._puller: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
+        self._runs: dict[str, _Run] = {}
+        # intent id -> session id of cancellations that found no run here (yet).
+        self._cancelled: OrderedDict[str, str] = OrderedDict()
 
     async def start(self) -> None:
-        """Bind to the durable consumer (``ensure_state_surface`` made it) and start pulling."""
+        """Hear cancellations, bind to the durable consumer (``ensure_state_surface`` made it)
+        and start pulling."""
+        self._cancels = await self._nc.subscribe(names.AGENT_CANCEL, cb=self._on_cancel)
         self._sub = await self._nc.jetstream().pull_subscribe_bind(
             names.AGENT_CONSUMER, stream=names.AGENT_WORK_STREAM
         )
@@ -79,6 +108,10 @@ class AgentRunner:
             for task in unfinished:
                 task.cancel()
             await asyncio.gather(*unfinished, return_exceptions=True)
+        if self._cancels is not None:
+            with contextlib.suppress(Exception):
+                await self._cancels.unsubscribe()
+            self._cancels = None
         # The last acks and naks must reach the server before the broker closes the connection.
         with contextlib.suppress(Exception):
             await self._nc.flush()
@@ -120,15 +153,24 @@ class AgentRunner:
             )
             await _settle(msg.term)
             return
+        if self._cancelled.pop(intent.intent_id, None) == intent.session_id:
+            await self._drop_cancelled(msg, intent)
+            return
         attempt = msg.metadata.num_delivered
+        run = asyncio.create_task(self._result(intent, attempt))
+        self._runs[intent.intent_id] = _Run(intent.session_id, run)
         keep_alive = asyncio.create_task(self._keep_alive(msg))
         try:
-            result = await self._result(intent, attempt)
+            result = await run
         except asyncio.CancelledError:
-            await _settle(msg.nak)  # stopping: another worker can take it now
-            raise
+            if _this_task_cancelled():
+                await _settle(msg.nak)  # stopping: another worker can take it now
+                raise
+            await self._drop_cancelled(msg, intent)  # only the run was: its socket is gone
+            return
         finally:
             keep_alive.cancel()
+            self._runs.pop(intent.intent_id, None)
         try:
             await self._send(intent, result)
         except Exception as exc:
@@ -161,6 +203,8 @@ class AgentRunner:
             )
             return failed(intent, SymphainyError("agent work abandoned after repeated failures"))
 
+        budget = RunBudget(self._max_events, self._max_bytes)
+
         async def emit(data: dict[str, Any]) -> None:
             event = AgentEvent(
                 intent_id=intent.intent_id,
@@ -168,9 +212,11 @@ class AgentRunner:
                 correlation_id=intent.correlation_id,
                 data=data,
             )
-            await self._send(intent, event)
+            body = event.model_dump_json().encode()
+            budget.spend(len(body))
+            await self._publish(intent, body)
 
-        return await run_intent(
+        result = await run_intent(
             intent,
             self._agents,
             self._deps.sessions,
@@ -180,16 +226,48 @@ class AgentRunner:
             worker_id=self._deps.worker_id,
             attempt=attempt,
         )
+        return budget.settle(intent, result, len(result.model_dump_json()))
 
-    async def _send(self, intent: RunAgent, message: AgentMessage) -> None:
+    async def _send(self, intent: RunAgent, result: AgentResult) -> None:
+        await self._publish(intent, result.model_dump_json().encode())
+
+    async def _publish(self, intent: RunAgent, body: bytes) -> None:
         await self._nc.publish(
             intent.reply_subject,
-            message.model_dump_json().encode(),
+            body,
             headers={
                 names.CORRELATION_HEADER: intent.correlation_id,
                 names.INTENT_ID_HEADER: intent.intent_id,
             },
         )
+
+    async def _on_cancel(self, msg: Msg) -> None:
+        try:
+            cancel = CancelAgentRun.model_validate_json(msg.data)
+        except ValidationError as exc:
+            log.warning("dropped malformed agent cancellation: %s", describe(exc))
+            return
+        for intent_id in cancel.intent_ids:
+            run = self._runs.get(intent_id)
+            if run is None:
+                self._cancelled[intent_id] = cancel.session_id
+                self._cancelled.move_to_end(intent_id)
+                while len(self._cancelled) > RECENTLY_CANCELLED_MAX:
+                    self._cancelled.popitem(last=False)
+            elif run.session_id == cancel.session_id:
+                run.task.cancel()
+
+    async def _drop_cancelled(self, msg: Msg, intent: RunAgent) -> None:
+        """Settle a cancelled run: nobody is left to answer, so ack it and audit why."""
+        log.info(
+            "agent %s %s -> %s [%s]",
+            intent.agent,
+            intent.intent_id,
+            CANCELLED,
+            intent.correlation_id,
+        )
+        await audit(self._nc, intent, CANCELLED)
+        await _settle(msg.ack)
 
     async def _keep_alive(self, msg: Msg) -> None:
         while True:
@@ -198,6 +276,12 @@ class AgentRunner:
                 await msg.in_progress()
             except Exception:
                 log.debug("could not extend an agent delivery", exc_info=True)
+
+
+def _this_task_cancelled() -> bool:
+    """Whether the running task itself is being cancelled (not only something it awaited)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def _settle(action: Callable[[], Awaitable[None]]) -> None:

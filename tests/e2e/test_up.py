@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -14,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
+
+from tests.unit.test_keys import RSA_512
 
 START_TIMEOUT_S = 30
 
@@ -24,6 +28,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+ADMIN_LINE = re.compile(r"(created user admin|user admin): its password is in (\S+)")
+
+
 @dataclass
 class Up:
     """A running ``symphainy up`` and what it printed."""
@@ -31,10 +38,15 @@ class Up:
     process: asyncio.subprocess.Process
     url: str
     nats_url: str
+    # The line saying where admin's password is, and the password in that file.
+    admin_line: str | None
     admin_password: str | None
+    log: Path
 
 
-async def symphainy(cwd: Path, *args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
+async def symphainy(
+    cwd: Path, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     """Run one ``symphainy`` command to completion: exit code, stdout, stderr."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -45,7 +57,7 @@ async def symphainy(cwd: Path, *args: str, stdin: bytes | None = None) -> tuple[
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=_env(),
+        env=_env() | (env or {}),
     )
     out, err = await asyncio.wait_for(process.communicate(stdin), 30)
     assert process.returncode is not None
@@ -58,16 +70,18 @@ def _env() -> dict[str, str]:
 
 
 @asynccontextmanager
-async def running_up(data_dir: Path, nats_port: int) -> AsyncIterator[Up]:
-    """Start ``symphainy up`` and wait for the line that announces its URL."""
-    log = (data_dir.parent / f"up-{nats_port}.log").open("ab")
+async def running_up(data_dir: Path, nats_port: int, port: int = 0) -> AsyncIterator[Up]:
+    """Start ``symphainy up`` and wait for the line that announces its URL; stderr (its log)
+    goes to a file."""
+    log_path = data_dir.parent / f"up-{nats_port}.log"
+    log = log_path.open("ab")
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "symphainy",
         "up",
         "--port",
-        "0",
+        str(port),
         "--nats-port",
         str(nats_port),
         "--data-dir",
@@ -78,15 +92,16 @@ async def running_up(data_dir: Path, nats_port: int) -> AsyncIterator[Up]:
         env=_env(),
     )
     try:
-        password = None
+        admin_line = password = None
         assert process.stdout is not None
         while True:
             line = (await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT_S)).decode()
             assert line, f"symphainy up exited early with {await process.wait()}"
-            if found := re.search(r"created user admin with password (\S+)", line):
-                password = found.group(1)
+            if found := ADMIN_LINE.search(line):
+                admin_line = line.strip()
+                password = (await asyncio.to_thread(Path(found.group(2)).read_text)).strip()
             if found := re.search(r"symphainy is up \(NATS (\S+)\): (http://\S+)", line):
-                yield Up(process, found.group(2), found.group(1), password)
+                yield Up(process, found.group(2), found.group(1), admin_line, password, log_path)
                 break
     finally:
         if process.returncode is None:
@@ -109,6 +124,9 @@ async def login(url: str, username: str, password: str) -> httpx.Response:
 async def test_up_serves_admin_and_keeps_everything_across_a_restart(tmp_path: Path) -> None:
     data_dir, nats_port = tmp_path / "data", free_port()
     async with running_up(data_dir, nats_port) as up:
+        assert (
+            up.admin_line == f"created user admin: its password is in {data_dir / 'admin-password'}"
+        )
         assert up.admin_password is not None
         assert up.nats_url == f"nats://127.0.0.1:{nats_port}"
         first = await login(up.url, "admin", up.admin_password)
@@ -144,7 +162,9 @@ async def test_up_serves_admin_and_keeps_everything_across_a_restart(tmp_path: P
     roles = (secrets_dir / "roles.json").read_text()
 
     async with running_up(data_dir, nats_port) as again:
-        assert again.admin_password is None, "admin must be created only on first start"
+        assert again.admin_line is not None
+        assert again.admin_line.startswith("user admin: its password is in")
+        assert again.admin_password == up.admin_password, "admin is created on first start only"
         assert (secrets_dir / "roles.json").read_text() == roles, "credentials must be reused"
         assert (await login(again.url, "admin", up.admin_password)).status_code == 200
         # The old session and its token survived: same KV data, same signing key.
@@ -182,3 +202,117 @@ async def test_admin_commands_without_nats_fail_clearly(tmp_path: Path) -> None:
     assert code == 1
     assert "cannot reach NATS" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("key_file", "env", "refused"),
+    [
+        ({"k1": "secret"}, {}, "'k1' from data/signing-keys.json is a placeholder"),
+        ({"k1": "a" * 32}, {}, "'k1' from data/signing-keys.json is a repeated pattern"),
+        (
+            None,
+            {"SYMPHAINY_JWT_ALGORITHM": "RS256", "SYMPHAINY_JWT_KEYS": json.dumps({"k1": RSA_512})},
+            "'k1' from SYMPHAINY_JWT_KEYS is RSA-512",
+        ),
+    ],
+)
+async def test_a_weak_signing_key_fails_the_start_in_one_line_and_creates_nothing(
+    tmp_path: Path, key_file: dict[str, str] | None, env: dict[str, str], refused: str
+) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    if key_file is not None:
+        (data_dir / "signing-keys.json").write_text(json.dumps({"active": "k1", "keys": key_file}))
+    code, out, err = await symphainy(
+        tmp_path,
+        "up",
+        "--port",
+        "0",
+        "--nats-port",
+        str(free_port()),
+        "--data-dir",
+        "data",
+        env=env,
+    )
+    assert code == 1
+    assert out == ""
+    [line] = err.splitlines()
+    assert line.startswith(f"error: signing key {refused}"), line
+    assert "refused outside --dev" in line
+    assert not (data_dir / "admin-password").exists()
+    assert not (data_dir / "nats").exists()
+
+
+async def test_a_login_body_cannot_forge_or_colour_a_log_line(tmp_path: Path) -> None:
+    forged = "1999-01-01 00:00:00,000 INFO experience.routes.auth: login: user admin forged"
+    hostile = f"x\n{forged}\x1b[31m\r"
+    data_dir, nats_port = tmp_path / "data", free_port()
+    async with running_up(data_dir, nats_port) as up:
+        async with httpx.AsyncClient(base_url=up.url) as http:
+            body = {"username": hostile, "password": "p", hostile: 1}
+            assert (await http.post("/api/auth/login", json=body)).status_code == 422
+            body = {"username": hostile, "password": "p"}
+            assert (await http.post("/api/auth/login", json=body)).status_code == 401
+        assert await stop(up) == 0
+    log = up.log.read_bytes()
+    assert b"forged" in log, "the hostile value must reach the log for this test to mean anything"
+    assert b"\x1b" not in log
+    assert b"\r" not in log
+    record = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) \S+: ")
+    for line in log.decode().splitlines():
+        assert not line.startswith("1999-"), f"forged line in the log: {line!r}"
+        assert record.match(line) or line.startswith("  "), line
+
+
+async def test_first_start_with_the_http_port_taken_creates_nothing_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    data_dir, nats_port = tmp_path / "data", free_port()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        code, out, err = await symphainy(
+            tmp_path, "up", "--port", str(port), "--nats-port", str(nats_port), "--data-dir", "data"
+        )
+    assert code == 1
+    assert out == ""
+    assert err.splitlines() == [
+        f"error: cannot serve HTTP on 127.0.0.1:{port}: Address already in use"
+    ]
+    assert not data_dir.exists(), "a start that cannot serve must create nothing"
+
+    password_file = data_dir / "admin-password"
+    async with running_up(data_dir, nats_port, port=port) as up:
+        assert up.admin_line == f"created user admin: its password is in {password_file}"
+        assert password_file.stat().st_mode & 0o777 == 0o600
+        assert up.admin_password is not None
+        # Killed before anyone read the line: the password is still in its file.
+        up.process.kill()
+        await up.process.wait()
+    async with running_up(data_dir, nats_port, port=port) as again:
+        assert again.admin_line is not None
+        assert again.admin_line.startswith(f"user admin: its password is in {password_file}")
+        assert again.admin_password == up.admin_password
+        assert (await login(again.url, "admin", up.admin_password)).status_code == 200
+        assert await stop(again) == 0
+
+
+@pytest.mark.parametrize("action", ["add", "passwd"])
+async def test_a_password_prompt_without_a_terminal_is_one_line(
+    tmp_path: Path, action: str
+) -> None:
+    url = f"nats://127.0.0.1:{free_port()}"
+    code, out, err = await symphainy(tmp_path, "users", action, "bob", "--nats-url", url, stdin=b"")
+    assert code == 1
+    assert out == ""
+    assert err.splitlines() == ["error: no terminal to ask for the password: pass --password-stdin"]
+
+
+async def test_invalid_settings_are_one_line(tmp_path: Path) -> None:
+    code, _, err = await symphainy(tmp_path, "users", "list", env={"SYMPHAINY_PORT": "eighty"})
+    assert code == 2
+    assert err.splitlines() == [
+        "error: invalid settings: port: Input should be a valid integer, unable to parse string "
+        "as an integer"
+    ]

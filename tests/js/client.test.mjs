@@ -397,6 +397,54 @@ describe("4408: refresh once, then reconnect", () => {
   });
 });
 
+describe("rotating tokens: only the newest works, a replaced one revokes at refresh", () => {
+  /** Routes of a server that rotates as the real one does: each refresh replaces the token. */
+  function rotating(clock, issued, server) {
+    const refused = { status: 401, body: { error: { code: "token_invalid", message: "old" } } };
+    const current = (call) =>
+      !server.revoked && call.init.headers.authorization === `Bearer token-${issued.n}`;
+    return {
+      "POST /api/session/refresh": (call) => {
+        if (!current(call)) {
+          server.revoked = true; // reuse detection: the session ends for every holder
+          return { status: 401, body: { error: { code: "session_revoked", message: "reused" } } };
+        }
+        issued.n += 1;
+        const expires_at = new Date(clock.now() + TOKEN_TTL_MS).toISOString();
+        return { body: { session_id: SESSION_ID, session_token: `token-${issued.n}`, expires_at } };
+      },
+      "GET /api/sessions": (call) => (current(call) ? { body: [] } : refused),
+    };
+  }
+
+  test("every refresh, call, socket and reload uses the newest token", async () => {
+    const clock = new FakeClock();
+    const issued = { n: 0 };
+    const server = { revoked: false };
+    const routes = rotating(clock, issued, server);
+    const { client, sockets, fetch, storage } = await openClient({
+      clock,
+      issued,
+      routes,
+      random: () => 0,
+    });
+    await clock.advance(TOKEN_TTL_MS - 60_000); // proactive refresh: token-1 → token-2
+    assert.deepEqual(sockets[0].sent, [{ type: "refresh", session_token: "token-2" }]);
+    sockets[0].serverClose(4408); // the 4408 path: token-2 → token-3, then reconnect
+    await settle();
+    assert.deepEqual(sockets[1].protocols, [SUBPROTOCOL, `${BEARER_PREFIX}token-3`]);
+    assert.deepEqual(await client.listSessions(), []);
+    const presented = refreshCalls(fetch).map((c) => c.init.headers.authorization);
+    assert.deepEqual(presented, ["Bearer token-1", "Bearer token-2"]);
+    assert.equal(server.revoked, false, "no replaced token was ever presented");
+    assert.equal(JSON.parse(storage.getItem(STORAGE_KEY)).session_token, "token-3");
+    // A reload resumes with the stored, newest token.
+    const reloaded = setup({ clock, issued, routes, storage });
+    assert.equal(reloaded.client.start(), true);
+    assert.deepEqual(reloaded.sockets.at(-1).protocols, [SUBPROTOCOL, `${BEARER_PREFIX}token-3`]);
+  });
+});
+
 describe("refreshing before expiry", () => {
   test("refreshes ahead of expiry and hands the new token to the open socket in-band", async () => {
     const { client, sockets, clock, fetch } = await openClient({ random: () => 0 });

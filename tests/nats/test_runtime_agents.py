@@ -29,6 +29,7 @@ from intents import (
     RevokeSession,
     RunAgent,
 )
+from intents.agent import CANCELLED, CancelAgentRun
 from runtime_worker.agents import AgentContext, builtin_agents
 from runtime_worker.app import Worker
 from tests.nats.conftest import StartWorker
@@ -314,3 +315,91 @@ async def test_work_that_keeps_failing_to_finish_is_answered_with_an_error(
     assert started.empty()  # the second delivery was answered, not run
     assert result.error is not None
     assert result.error.code == "internal"
+
+
+async def audit_outcome(nc: Client, intent_id: str, timeout: float = 5.0) -> str:
+    """The outcome in the audit record of one agent intent (waits for it)."""
+    records = await nc.jetstream().subscribe(
+        names.audit_subject(names.AGENT_RUN), stream=names.INTENTS_STREAM, ordered_consumer=True
+    )
+    try:
+        while True:
+            record = await records.next_msg(timeout=timeout)
+            assert record.headers is not None
+            if record.headers[names.INTENT_ID_HEADER] == intent_id:
+                return record.headers[names.OUTCOME_HEADER]
+    finally:
+        await records.unsubscribe()
+
+
+async def cancel(nc: Client, session_id: str, *intents: RunAgent) -> None:
+    request = CancelAgentRun(session_id=session_id, intent_ids=tuple(i.intent_id for i in intents))
+    await nc.publish(names.AGENT_CANCEL, request.to_wire())
+
+
+async def test_a_cancelled_run_stops_and_is_acked_and_audited_as_cancelled(
+    nc: Client, start: StartWorker
+) -> None:
+    started, stopped = asyncio.Event(), asyncio.Event()
+
+    async def block(ctx: AgentContext, payload: dict[str, Any]) -> dict[str, Any]:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped.set()
+        return {}
+
+    worker = await start(agents={**builtin_agents(), "block": block})
+    socket = await open_socket(nc)
+    intent = await socket.submit("block")
+    await asyncio.wait_for(started.wait(), 5)
+    await cancel(nc, "f" * 32, intent)  # another session's cancellation is not obeyed
+    await socket.submit("echo")  # a round trip through the worker after that cancellation
+    _, later = await socket.until_result()
+    assert later.ok
+    assert not stopped.is_set()
+    await cancel(nc, socket.session_id, intent)
+    await asyncio.wait_for(stopped.wait(), 5)
+    assert await audit_outcome(nc, intent.intent_id) == CANCELLED
+    await worker.stop()  # flushes: the ack has reached the server
+    consumer = await nc.jetstream().consumer_info(names.AGENT_WORK_STREAM, names.AGENT_CONSUMER)
+    assert (consumer.num_ack_pending, consumer.num_pending) == (0, 0)
+
+
+async def test_work_cancelled_before_a_worker_took_it_is_dropped_unrun(
+    nc: Client, settings: Settings, start: StartWorker
+) -> None:
+    release = asyncio.Event()
+    ran: list[str] = []
+
+    async def block(ctx: AgentContext, payload: dict[str, Any]) -> dict[str, Any]:
+        ran.append(ctx.intent.intent_id)
+        await release.wait()
+        return {}
+
+    one_at_a_time = settings.model_copy(update={"agent_concurrency": 1})
+    await start(agents={**builtin_agents(), "block": block}, settings=one_at_a_time)
+    socket = await open_socket(nc)
+    first = await socket.submit("block")
+    queued = await socket.submit("block")  # waits: the worker runs one at a time
+    await cancel(nc, socket.session_id, queued)
+    await nc.flush()
+    release.set()
+    _, result = await socket.until_result()
+    assert (result.intent_id, result.ok) == (first.intent_id, True)
+    assert await audit_outcome(nc, queued.intent_id) == CANCELLED
+    assert ran == [first.intent_id]
+
+
+async def test_a_run_past_its_event_cap_ends_with_an_error(
+    nc: Client, settings: Settings, start: StartWorker
+) -> None:
+    await start(settings=settings.model_copy(update={"agent_max_events_per_run": 5}))
+    socket = await open_socket(nc)
+    intent = await socket.submit("echo", {"items": list(range(29_000))})
+    events, result = await socket.until_result()
+    assert len(events) == 5
+    assert result.error is not None
+    assert result.error.code == "run_limit_exceeded"
+    assert await audit_outcome(nc, intent.intent_id) == "run_limit_exceeded"

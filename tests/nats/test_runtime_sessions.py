@@ -10,6 +10,7 @@ from nats.aio.client import Client
 
 from bus import names
 from bus.request import ask
+from bus.settings import Settings
 from intents import (
     CreateSession,
     CreateSessionReply,
@@ -29,6 +30,7 @@ from intents import (
     SessionNotFound,
     SessionRevoked,
     SessionState,
+    TokenInvalid,
     UserInfo,
     VerifySession,
     VerifySessionReply,
@@ -79,9 +81,13 @@ async def test_session_lifecycle_end_to_end(nc: Client, worker: Worker) -> None:
     assert isinstance(listed, ListSessionsReply)
     assert [s.session_id for s in listed.sessions] == [sid]
 
-    refreshed = await ask(nc, RefreshSession(session_id=sid, user_id=alice.id), T)
+    assert stored["jti"] == created.session.jti
+    refreshed = await ask(
+        nc, RefreshSession(session_id=sid, user_id=alice.id, jti=created.session.jti or ""), T
+    )
     assert isinstance(refreshed, RefreshSessionReply)
     assert refreshed.session.expires_at >= created.session.expires_at
+    assert refreshed.session.jti != created.session.jti
 
     revoked = await ask(nc, RevokeSession(session_id=sid, user_id=alice.id, reason="logout"), T)
     assert isinstance(revoked, RevokeSessionReply)
@@ -93,11 +99,12 @@ async def test_session_lifecycle_end_to_end(nc: Client, worker: Worker) -> None:
 
 async def test_other_users_sessions_look_absent(nc: Client, worker: Worker) -> None:
     alice, bob = await make_user(nc, "alice"), await make_user(nc, "bob")
-    sid = (await make_session(nc, alice)).session.session_id
+    session = (await make_session(nc, alice)).session
+    sid = session.session_id
     for intent in (
         VerifySession(session_id=sid, user_id=bob.id),
         GetSession(session_id=sid, user_id=bob.id),
-        RefreshSession(session_id=sid, user_id=bob.id),
+        RefreshSession(session_id=sid, user_id=bob.id, jti=session.jti or ""),
         RevokeSession(session_id=sid, user_id=bob.id),
     ):
         with pytest.raises(SessionNotFound):
@@ -148,8 +155,14 @@ async def test_concurrent_revoke_and_refresh_end_revoked(nc: Client, start: obje
     await start()  # type: ignore[operator]
     alice = await make_user(nc)
     for _ in range(5):
-        sid = (await make_session(nc, alice)).session.session_id
-        intents = [RefreshSession(session_id=sid, user_id=alice.id) for _ in range(6)]
+        session = (await make_session(nc, alice)).session
+        sid = session.session_id
+        # All with the current token: the first refresh rotates it, the others present a
+        # superseded one and revoke (or find the session revoked already).
+        intents = [
+            RefreshSession(session_id=sid, user_id=alice.id, jti=session.jti or "")
+            for _ in range(6)
+        ]
         intents.insert(3, RevokeSession(session_id=sid, user_id=alice.id))
         results = await asyncio.gather(*(ask(nc, i, T) for i in intents), return_exceptions=True)
         for result in results:
@@ -172,7 +185,9 @@ async def test_idle_expiry_and_absolute_lifetime(
     busy_sid = busy.session.session_id
     # 20 minutes in: refresh one session, not the other.
     clock.advance(20 * 60)
-    await ask(nc, RefreshSession(session_id=busy_sid, user_id=alice.id), T)
+    await ask(
+        nc, RefreshSession(session_id=busy_sid, user_id=alice.id, jti=busy.session.jti or ""), T
+    )
     clock.advance(15 * 60)  # 35 min: past the 30 min idle timeout of the first only.
     with pytest.raises(SessionExpired):
         await ask(nc, VerifySession(session_id=idle_sid, user_id=alice.id), T)
@@ -243,3 +258,68 @@ async def test_sessions_stored_before_the_index_are_indexed_at_start(
     revoked = await ask(nc, RevokeUserSessions(user_id=alice.id), T)
     assert isinstance(revoked, RevokeUserSessionsReply)
     assert set(revoked.revoked) == {template.session_id, old, newer}
+
+
+async def test_refresh_rotates_and_a_superseded_token_revokes(nc: Client, worker: Worker) -> None:
+    alice = await make_user(nc)
+    created = (await make_session(nc, alice)).session
+    sid, first = created.session_id, created.jti or ""
+    refreshed = await ask(nc, RefreshSession(session_id=sid, user_id=alice.id, jti=first), T)
+    assert isinstance(refreshed, RefreshSessionReply)
+    second = refreshed.session.jti or ""
+    await ask(nc, VerifySession(session_id=sid, user_id=alice.id, jti=second), T)
+    with pytest.raises(TokenInvalid):
+        await ask(nc, VerifySession(session_id=sid, user_id=alice.id, jti=first), T)
+    # The first token again, at refresh: a copy is in other hands. The session ends.
+    with pytest.raises(SessionRevoked):
+        await ask(nc, RefreshSession(session_id=sid, user_id=alice.id, jti=first), T)
+    with pytest.raises(SessionRevoked):
+        await ask(nc, VerifySession(session_id=sid, user_id=alice.id, jti=second), T)
+    got = await ask(nc, GetSession(session_id=sid), T)
+    assert isinstance(got, GetSessionReply)
+    assert got.session.state is SessionState.REVOKED
+    assert got.session.revoked_reason == "refresh token reused"
+
+
+async def test_a_session_stored_before_rotation_verifies_until_refreshed(
+    nc: Client, worker: Worker
+) -> None:
+    alice = await make_user(nc)
+    template = (await make_session(nc, alice)).session
+    # As a version without rotation stored it: no ``jti`` key at all.
+    legacy = json.loads(template.model_dump_json())
+    del legacy["jti"]
+    legacy["session_id"] = sid = "0" * 31 + "2"
+    js = nc.jetstream()
+    await (await js.key_value(names.SESSIONS_BY_USER_BUCKET)).create(
+        f"{alice.id}.{sid}", sid.encode()
+    )
+    await (await js.key_value(names.SESSIONS_BUCKET)).create(sid, json.dumps(legacy).encode())
+    old_token = "e" * 32
+    await ask(nc, VerifySession(session_id=sid, user_id=alice.id, jti=old_token), T)
+    refreshed = await ask(nc, RefreshSession(session_id=sid, user_id=alice.id, jti=old_token), T)
+    assert isinstance(refreshed, RefreshSessionReply)
+    assert refreshed.session.jti not in (None, old_token)
+    with pytest.raises(TokenInvalid):
+        await ask(nc, VerifySession(session_id=sid, user_id=alice.id, jti=old_token), T)
+
+
+async def test_creating_past_the_cap_revokes_the_oldest(
+    nc: Client, start: object, settings: Settings, clock: FakeClock
+) -> None:
+    await start(settings=settings.model_copy(update={"max_sessions_per_user": 3}))  # type: ignore[operator]
+    alice, bob = await make_user(nc, "alice"), await make_user(nc, "bob")
+    bobs = (await make_session(nc, bob)).session.session_id
+    mine = []
+    for _ in range(5):
+        clock.advance(1)
+        mine.append((await make_session(nc, alice)).session.session_id)
+    listed = await ask(nc, ListSessions(user_id=alice.id), T)
+    assert isinstance(listed, ListSessionsReply)
+    assert [s.session_id for s in listed.sessions] == mine[2:]
+    for evicted in mine[:2]:
+        got = await ask(nc, GetSession(session_id=evicted), T)
+        assert isinstance(got, GetSessionReply)
+        assert got.session.state is SessionState.REVOKED
+        assert got.session.revoked_reason == "evicted: too many sessions"
+    await ask(nc, VerifySession(session_id=bobs, user_id=bob.id), T)

@@ -8,10 +8,13 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from bus import names
 from experience.gate.agent import AgentChannel
 from experience.gate.connection import Connection
 from intents import AgentEvent, AgentResult, RunAgent
+from intents.agent import CancelAgentRun
 
 EXP = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -82,3 +85,62 @@ async def test_replies_that_overtake_the_ack_are_sent_after_it() -> None:
     assert [f["type"] for f in outbox(conn)] == ["ack", "event", "result"]
     assert conn.in_flight == set()
     assert conn.unacked == {}
+
+
+def idle_conn() -> Connection:
+    return Connection(
+        None,  # type: ignore[arg-type]
+        socket_id="sock",
+        session_id="a" * 32,
+        user_id="b" * 32,
+        token_exp=EXP,
+        session_expires_at=EXP,
+        queue_size=16,
+        max_in_flight=4,
+    )
+
+
+INTENT = '{"type": "intent", "id": "x", "intent": "echo", "payload": %s}'
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 10_000 + "]" * 10_000,  # deeper than any parser's stack
+        INTENT % ('{"a": ' + "[" * 10_000 + "]" * 10_000 + "}"),
+        '{"id": "x", "nest": ' + '{"a": ' * 5000 + "1" + "}" * 5000 + "}",
+        INTENT % ('{"n": ' + "9" * 5000 + "}"),  # more digits than Python converts
+        INTENT % '{"n": 1e999}',  # infinity
+        INTENT % '{"n": NaN}',
+        INTENT % '{"s": "\\ud800"}',  # a lone surrogate
+        INTENT % "[]",  # wrong type
+        '{"type": "intent", "id": 7, "intent": "echo"}',
+        "not json",
+        "",
+    ],
+)
+async def test_every_unparseable_frame_gets_an_error_frame(text: str) -> None:
+    conn = idle_conn()
+    channel = AgentChannel(SimpleNamespace())  # type: ignore[arg-type]
+    await channel.on_frame(conn, text)
+    [frame] = outbox(conn)
+    assert (frame["type"], frame["code"]) == ("error", "invalid_frame")
+    assert not conn.closing
+
+
+async def test_a_closed_sockets_runs_are_cancelled() -> None:
+    conn = idle_conn()
+    conn.in_flight.update({"i1", "i2"})
+    published: list[tuple[str, bytes]] = []
+
+    async def publish(subject: str, payload: bytes, **_: Any) -> None:
+        published.append((subject, payload))
+
+    channel = AgentChannel(SimpleNamespace(nc=SimpleNamespace(publish=publish)))  # type: ignore[arg-type]
+    await channel.cancel_runs(conn)
+    [(subject, payload)] = published
+    cancel = CancelAgentRun.model_validate_json(payload)
+    assert subject == names.AGENT_CANCEL
+    assert (cancel.session_id, set(cancel.intent_ids)) == (conn.session_id, {"i1", "i2"})
+    await channel.cancel_runs(conn)  # nothing left in flight: nothing sent
+    assert len(published) == 1

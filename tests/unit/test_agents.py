@@ -14,12 +14,14 @@ from intents import (
     CreateSession,
     RevokeSession,
     RunAgent,
+    RunLimitExceeded,
     SessionState,
     utcnow,
 )
 from runtime_worker import sessions as h
 from runtime_worker.agents import AgentContext, Agents, builtin_agents, run_intent
 from runtime_worker.agents.execute import outcome
+from runtime_worker.agents.limits import RunBudget
 from runtime_worker.kv import MemoryBucket, StoreUnavailable
 from runtime_worker.store import IdempotencyStore, SessionStore
 
@@ -287,3 +289,41 @@ def test_builtin_agents_are_a_fresh_dict() -> None:
 )
 def test_only_socket_reply_subjects_are_answered(subject: str, ok: bool) -> None:
     assert names.is_agent_reply_subject(subject) is ok
+
+
+async def test_an_echo_past_the_event_cap_ends_with_a_limit_error(store: SessionStore) -> None:
+    session_id = await open_session(store)
+    intent = work(session_id, payload={"items": list(range(100))})
+    budget = RunBudget(max_events=10, max_bytes=1024 * 1024)
+    sent: list[dict[str, Any]] = []
+
+    async def emit(data: dict[str, Any]) -> None:
+        budget.spend(len(repr(data)))
+        sent.append(data)
+
+    result = await run_intent(intent, builtin_agents(), store, POLICY, emit, now=T0, worker_id="w1")
+    result = budget.settle(intent, result, len(result.model_dump_json()))
+    assert len(sent) == 10
+    assert code(result) == "run_limit_exceeded"
+
+
+def test_the_byte_cap_counts_events_and_the_result() -> None:
+    intent = work("c" * 32)
+    ok = AgentResult(
+        intent_id=intent.intent_id,
+        client_id=intent.client_id,
+        correlation_id=intent.correlation_id,
+        ok=True,
+        data={},
+    )
+    budget = RunBudget(max_events=100, max_bytes=1000)
+    budget.spend(600)
+    with pytest.raises(RunLimitExceeded):
+        budget.spend(500)
+    with pytest.raises(RunLimitExceeded):
+        budget.spend(1)  # once exceeded, always: an agent that swallows it cannot go on
+    assert code(budget.settle(intent, ok, 10)) == "run_limit_exceeded"
+    fresh = RunBudget(max_events=100, max_bytes=1000)
+    fresh.spend(600)
+    assert fresh.settle(intent, ok, 400) is ok
+    assert code(fresh.settle(intent, ok, 401)) == "run_limit_exceeded"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
+from symphainy import admin, cli, logs
 from symphainy.cli import build_parser, settings_from
 
 
@@ -48,6 +50,8 @@ def test_dot_env_is_read_from_the_working_directory(
         ["runtime", "--nats-url", "nats://h:4222", "--workers", "2"],
         ["experience", "--nats-url", "nats://h:4222", "--host", "0.0.0.0", "--port", "8001"],
         ["users", "add", "bob", "--password-stdin"],
+        ["users", "passwd", "bob", "--password-stdin"],
+        ["users", "passwd", "bob", "--nats-context", "ctx.json", "--data-dir", "d"],
         ["users", "remove", "bob"],
         ["sessions", "list", "--user", "bob", "--all"],
         ["sessions", "revoke", "0" * 32],
@@ -63,3 +67,20 @@ def test_every_command_parses(
 def test_a_command_is_required() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args([])
+
+
+def test_an_unexpected_failure_is_one_line_and_exit_code_1(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def broken(*_: object) -> int:
+        raise RuntimeError("bad\nthing")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(admin, "command", broken)
+    # The process's log handler stays out of the test process.
+    monkeypatch.setattr(logs, "configure", lambda level: logging.NullHandler())
+    assert cli.main(["users", "list"]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "error: unexpected RuntimeError: bad\\nthing (SYMPHAINY_LOG_LEVEL=DEBUG logs the traceback)"
+    ]

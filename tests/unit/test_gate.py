@@ -8,10 +8,12 @@ from typing import Any
 import pytest
 from starlette.datastructures import Headers
 
-from experience.gate.admission import Malformed, origin_allowed, read_credentials
+from bus.settings import Settings
+from experience.gate.admission import Malformed, read_credentials
 from experience.gate.connection import Connection
 from experience.gate.protocol import CloseCode
 from experience.gate.registry import LimitExceeded, Registry
+from experience.hosts import HostPolicy
 
 EXP = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -49,14 +51,59 @@ def test_malformed_handshakes(subprotocols: list[str], query: str) -> None:
         read_credentials(scope(subprotocols, query))
 
 
+def policy(**overrides: Any) -> HostPolicy:
+    return HostPolicy.from_settings(Settings(_env_file=None, **overrides))  # type: ignore[call-arg]
+
+
 def test_same_origin_by_default() -> None:
-    same = Headers({"host": "app.example:8000", "origin": "http://app.example:8000"})
-    other = Headers({"host": "app.example:8000", "origin": "http://evil.example"})
-    assert origin_allowed(same, [])
-    assert not origin_allowed(other, [])
-    assert origin_allowed(Headers({"host": "x"}), [])  # not a browser: no Origin header
-    assert origin_allowed(other, ["http://evil.example"])
-    assert not origin_allowed(same, ["http://only.example"])
+    hosts = policy()
+    same = Headers({"host": "127.0.0.1:8000", "origin": "http://127.0.0.1:8000"})
+    other = Headers({"host": "127.0.0.1:8000", "origin": "http://evil.example"})
+    other_port = Headers({"host": "127.0.0.1:8000", "origin": "http://127.0.0.1:9999"})
+    assert hosts.allows(same)
+    assert not hosts.allows(other)
+    assert not hosts.allows(other_port)
+    assert hosts.allows(Headers({"host": "127.0.0.1:8000"}))  # not a browser: no Origin header
+    listed = policy(allowed_origins=["http://front.example"])
+    assert listed.allows(Headers({"host": "127.0.0.1", "origin": "http://front.example"}))
+    assert listed.host_allowed("front.example")  # its page may be served by us too
+    assert not listed.allows(other)
+    assert not policy(allowed_origins=["http://only.example"]).allows(same)
+
+
+def test_dns_rebinding_is_refused_although_origin_equals_host() -> None:
+    rebound = Headers({"host": "evil.example:8000", "origin": "http://evil.example:8000"})
+    assert not policy().allows(rebound)
+    assert not policy().host_allowed("evil.example")
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1:8000", "localhost:8000", "LOCALHOST", "[::1]:8000", "10.1.2.3", None]
+)
+def test_by_default_names_that_cannot_be_rebound_are_allowed(host: str | None) -> None:
+    assert policy().host_allowed(host)
+    assert policy(host="0.0.0.0").host_allowed(host)
+
+
+def test_a_named_bind_host_is_allowed_and_no_other_name() -> None:
+    hosts = policy(host="box.internal")
+    assert hosts.host_allowed("box.internal:8000")
+    assert not hosts.host_allowed("evil.example:8000")
+
+
+def test_public_url_sets_the_host_and_the_origin() -> None:
+    hosts = policy(public_url="https://app.example")
+    assert hosts.allows(Headers({"host": "app.example", "origin": "https://app.example"}))
+    assert not hosts.host_allowed("127.0.0.1:8000")
+    assert not hosts.allows(Headers({"host": "app.example", "origin": "https://evil.example"}))
+
+
+def test_explicit_hosts_replace_the_default() -> None:
+    hosts = policy(allowed_hosts=["app.example"], public_url="https://app.example")
+    assert hosts.host_allowed("APP.example:443")
+    assert not hosts.host_allowed("127.0.0.1")
+    assert policy(allowed_hosts=["*"]).host_allowed("anything.example")
+    assert policy(allowed_hosts=["app.example:8443"]).host_allowed("app.example:8443")
 
 
 class FakeSocket:

@@ -13,6 +13,7 @@ from bus.request import parse_reply
 from intents import (
     REPLY_OF,
     AuthenticateUser,
+    CancelAgentRun,
     CreateSession,
     ErrorReply,
     Intent,
@@ -46,7 +47,8 @@ def test_every_intent_has_a_reply_type_and_subject() -> None:
         and issubclass(getattr(intents, n), Intent)
         and getattr(intents, n) is not Intent
     ]
-    assert set(intent_types) - {RunAgent} == set(REPLY_OF)
+    # Agent work and its cancellation are published, not requested: no reply.
+    assert set(intent_types) - {RunAgent, CancelAgentRun} == set(REPLY_OF)
     subjects = [t.subject for t in intent_types]
     assert len(subjects) == len(set(subjects))
     for subject in subjects:

@@ -17,6 +17,7 @@ from intents import (
     SessionNotFound,
     SessionRevoked,
     SessionState,
+    TokenInvalid,
     VerifySession,
     WriteConflict,
 )
@@ -140,8 +141,10 @@ async def test_activity_never_extends_past_the_absolute_lifetime(
         now += timedelta(minutes=20)
         if now >= T0 + POLICY.max_lifetime:
             break
+        jti = (await store.require(sid))[0].jti
+        assert jti is not None
         reply = await h.refresh_session(
-            RefreshSession(session_id=sid, user_id=ALICE), store, POLICY, now
+            RefreshSession(session_id=sid, user_id=ALICE, jti=jti), store, POLICY, now
         )
         assert reply.session.expires_at <= T0 + POLICY.max_lifetime
     with pytest.raises(SessionExpired):
@@ -164,7 +167,12 @@ async def test_revoke_is_final_and_idempotent(store: SessionStore, idem: Idempot
     with pytest.raises(SessionRevoked):
         await h.verify_session(VerifySession(session_id=sid, user_id=ALICE), store, POLICY, T0)
     with pytest.raises(SessionRevoked):
-        await h.refresh_session(RefreshSession(session_id=sid, user_id=ALICE), store, POLICY, T0)
+        await h.refresh_session(
+            RefreshSession(session_id=sid, user_id=ALICE, jti=first.session.jti or ""),
+            store,
+            POLICY,
+            T0,
+        )
 
 
 async def test_get_and_list_respect_ownership(store: SessionStore, idem: IdempotencyStore) -> None:
@@ -215,3 +223,97 @@ async def test_mutate_gives_up_with_a_typed_conflict(
     bucket.update = race  # type: ignore[method-assign]
     with pytest.raises(WriteConflict):
         await store.mutate(sid, change)  # type: ignore[arg-type]
+
+
+async def test_refresh_rotates_the_token_id_and_refuses_the_old_one(
+    store: SessionStore, idem: IdempotencyStore
+) -> None:
+    sid = await open_session(store, idem)
+    old = (await store.require(sid))[0].jti
+    assert old is not None
+    reply = await h.refresh_session(
+        RefreshSession(session_id=sid, user_id=ALICE, jti=old), store, POLICY, T0
+    )
+    new = reply.session.jti
+    assert new is not None
+    assert new != old
+    await h.verify_session(VerifySession(session_id=sid, user_id=ALICE, jti=new), store, POLICY, T0)
+    with pytest.raises(TokenInvalid):
+        await h.verify_session(
+            VerifySession(session_id=sid, user_id=ALICE, jti=old), store, POLICY, T0
+        )
+    # Without a jti (the gate's periodic re-check) only the session is judged.
+    await h.verify_session(VerifySession(session_id=sid, user_id=ALICE), store, POLICY, T0)
+
+
+async def test_refresh_with_a_superseded_token_revokes_the_session(
+    store: SessionStore, idem: IdempotencyStore
+) -> None:
+    sid = await open_session(store, idem)
+    old = (await store.require(sid))[0].jti or ""
+    new = (
+        await h.refresh_session(
+            RefreshSession(session_id=sid, user_id=ALICE, jti=old), store, POLICY, T0
+        )
+    ).session.jti
+    with pytest.raises(SessionRevoked):
+        await h.refresh_session(
+            RefreshSession(session_id=sid, user_id=ALICE, jti=old), store, POLICY, T0
+        )
+    session, _ = await store.require(sid)
+    assert session.state is SessionState.REVOKED
+    assert session.revoked_reason == "refresh token reused"
+    with pytest.raises(SessionRevoked):
+        await h.verify_session(
+            VerifySession(session_id=sid, user_id=ALICE, jti=new), store, POLICY, T0
+        )
+
+
+async def test_a_session_from_before_rotation_accepts_any_token_until_refreshed(
+    store: SessionStore, idem: IdempotencyStore
+) -> None:
+    sid = await open_session(store, idem)
+    stored, rev = await store.require(sid)
+    await store.replace(stored.model_copy(update={"jti": None}), rev)
+    anyone = "e" * 32
+    await h.verify_session(
+        VerifySession(session_id=sid, user_id=ALICE, jti=anyone), store, POLICY, T0
+    )
+    new = (
+        await h.refresh_session(
+            RefreshSession(session_id=sid, user_id=ALICE, jti=anyone), store, POLICY, T0
+        )
+    ).session.jti
+    assert new is not None
+    assert new != anyone
+    with pytest.raises(TokenInvalid):
+        await h.verify_session(
+            VerifySession(session_id=sid, user_id=ALICE, jti=anyone), store, POLICY, T0
+        )
+
+
+async def test_creating_past_the_cap_evicts_the_oldest_live_sessions(
+    store: SessionStore, idem: IdempotencyStore
+) -> None:
+    capped = h.SessionPolicy(
+        POLICY.idle_timeout, POLICY.max_lifetime, POLICY.touch_interval, max_per_user=3
+    )
+
+    async def create(user: str, at: datetime) -> str:
+        made = await h.create_session(
+            CreateSession(user_id=user, username="u"), store, idem, capped, at
+        )
+        return made.session.session_id
+
+    ids = [await create(ALICE, T0 + timedelta(seconds=i)) for i in range(3)]
+    bob = await create(BOB, T0)
+    await h.revoke_session(RevokeSession(session_id=ids[1]), store, T0)
+    # A revoked session does not count: the fourth create still fits.
+    ids.append(await create(ALICE, T0 + timedelta(seconds=3)))
+    ids.append(await create(ALICE, T0 + timedelta(seconds=4)))
+    live = await h.list_sessions(ListSessions(user_id=ALICE), store, T0 + timedelta(seconds=5))
+    assert [s.session_id for s in live.sessions] == [ids[2], ids[3], ids[4]]
+    evicted, _ = await store.require(ids[0])
+    assert evicted.state is SessionState.REVOKED
+    assert evicted.revoked_reason == "evicted: too many sessions"
+    assert (await store.require(bob))[0].state is SessionState.ACTIVE

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from intents import TokenExpired, TokenInvalid, new_id
 
 SECRET = "s" * 64
 OTHER = "o" * 64
-USER, SESSION = new_id(), new_id()
+USER, SESSION, JTI = new_id(), new_id(), new_id()
 FAR = datetime(2100, 1, 1, tzinfo=UTC)
 
 
@@ -65,17 +66,30 @@ def valid_claims() -> dict[str, object]:
 
 def test_issued_token_verifies_with_its_claims() -> None:
     tokens = make()
-    issued = tokens.issue(USER, SESSION, FAR)
+    issued = tokens.issue(USER, SESSION, FAR, jti=JTI)
     claims = tokens.verify(issued.token)
-    assert (claims.sub, claims.sid, claims.kid) == (USER, SESSION, "a")
+    assert (claims.sub, claims.sid, claims.jti, claims.kid) == (USER, SESSION, JTI, "a")
     assert claims.exp == issued.claims.exp
     assert jwt.get_unverified_header(issued.token)["kid"] == "a"
+
+
+def test_a_session_without_a_recorded_jti_gets_a_random_one() -> None:
+    first = make().issue(USER, SESSION, FAR, jti=None).claims.jti
+    assert first != make().issue(USER, SESSION, FAR, jti=None).claims.jti
+    assert len(first) == 32
+
+
+@pytest.mark.parametrize("jti", ["x", "A" * 32, "a" * 32 + "\n", 7])
+def test_a_jti_that_cannot_name_a_token_is_invalid(jti: object) -> None:
+    claims = valid_claims() | {"jti": jti}
+    with pytest.raises(TokenInvalid):
+        make().verify(forge(claims))
 
 
 def test_token_never_outlives_its_session() -> None:
     tokens = make(ttl=3600)
     cap = datetime.now(UTC) + timedelta(seconds=30)
-    issued = tokens.issue(USER, SESSION, cap)
+    issued = tokens.issue(USER, SESSION, cap, jti=JTI)
     assert issued.claims.exp <= cap
 
 
@@ -145,7 +159,7 @@ def test_expired_token_is_expired() -> None:
         ttl_s=1,
         refresh_grace_s=0,
         clock=lambda: datetime.now(UTC) - timedelta(minutes=10),
-    ).issue(USER, SESSION, FAR)
+    ).issue(USER, SESSION, FAR, jti=JTI)
     with pytest.raises(TokenExpired):
         tokens.verify(old.token)
 
@@ -160,7 +174,7 @@ def test_refresh_accepts_a_recently_expired_token_but_not_an_old_one() -> None:
             refresh_grace_s=0,
             clock=lambda: datetime.now(UTC) - timedelta(minutes=minutes),
         )
-        return past.issue(USER, SESSION, FAR).token
+        return past.issue(USER, SESSION, FAR, jti=JTI).token
 
     tokens = make(grace=300)
     assert tokens.verify_for_refresh(issued_ago(3)).sid == SESSION
@@ -172,10 +186,10 @@ def test_refresh_accepts_a_recently_expired_token_but_not_an_old_one() -> None:
 
 def test_rotation_old_key_still_verifies_new_key_signs() -> None:
     before = make(Keyring("HS256", {"a": SECRET}, "a"))
-    old_token = before.issue(USER, SESSION, FAR).token
+    old_token = before.issue(USER, SESSION, FAR, jti=JTI).token
     after = make(Keyring("HS256", {"a": SECRET, "b": OTHER}, "b"))
     assert after.verify(old_token).kid == "a"
-    new_token = after.issue(USER, SESSION, FAR).token
+    new_token = after.issue(USER, SESSION, FAR, jti=JTI).token
     assert jwt.get_unverified_header(new_token)["kid"] == "b"
     with pytest.raises(TokenInvalid):
         before.verify(new_token)
@@ -191,7 +205,7 @@ def test_eddsa_keys_sign_and_verify() -> None:
         .decode()
     )
     tokens = make(Keyring("EdDSA", {"ed": pem}, "ed"))
-    token = tokens.issue(USER, SESSION, FAR).token
+    token = tokens.issue(USER, SESSION, FAR, jti=JTI).token
     assert jwt.get_unverified_header(token)["alg"] == "EdDSA"
     assert tokens.verify(token).sub == USER
     with pytest.raises(TokenInvalid):
@@ -212,14 +226,8 @@ def test_generated_key_file_is_private_and_stable(tmp_path: Path) -> None:
 def test_configured_keys_win_over_the_file(tmp_path: Path) -> None:
     settings = Settings(
         data_dir=tmp_path,
-        jwt_keys={"mine": SecretStr(SECRET)},
+        jwt_keys={"mine": SecretStr(secrets.token_urlsafe(48))},
         _env_file=None,  # type: ignore[call-arg]
     )
     assert keys.resolve(settings).jwt_active_kid == "mine"
     assert not keys.key_path(settings).exists()
-
-
-def test_placeholder_key_is_refused_outside_dev_mode() -> None:
-    with pytest.raises(ValueError, match="placeholder"):
-        Settings(jwt_keys={"a": SecretStr("changeme")}, _env_file=None)  # type: ignore[call-arg]
-    Settings(jwt_keys={"a": SecretStr("changeme")}, dev_mode=True, _env_file=None)  # type: ignore[call-arg]

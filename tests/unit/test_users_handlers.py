@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,7 +23,7 @@ from intents import (
 )
 from runtime_worker import sessions as sh
 from runtime_worker import users as h
-from runtime_worker.attempts import LoginAttempts
+from runtime_worker.attempts import LoginAttempts, Slowdown
 from runtime_worker.kv import MemoryBucket
 from runtime_worker.passwords import Passwords
 from runtime_worker.store import IdempotencyStore, SessionStore, UserStore
@@ -116,3 +117,35 @@ async def test_list_and_remove_revokes_sessions(
         await h.authenticate_user(
             AuthenticateUser(username="bob", password=secret("p")), users, passwords, attempts, T0
         )
+
+
+async def test_failures_on_a_name_slow_both_answers_and_the_right_password_still_passes(
+    users: UserStore, passwords: Passwords
+) -> None:
+    attempts = LoginAttempts(
+        MemoryBucket(),
+        limit=100,
+        window=timedelta(minutes=1),
+        slowdown=Slowdown(after=1, max_delay=timedelta(milliseconds=50)),
+    )
+    await h.create_user(
+        CreateUser(username="alice", password=secret("right")), users, passwords, T0
+    )
+    wrong = AuthenticateUser(username="alice", password=secret("wrong"), client_address="a")
+    right = AuthenticateUser(username="alice", password=secret("right"), client_address="b")
+    with pytest.raises(AuthenticationFailed):
+        await h.authenticate_user(wrong, users, passwords, attempts, T0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(AuthenticationFailed):
+        await h.authenticate_user(wrong, users, passwords, attempts, T0)
+    assert loop.time() - started >= 0.05
+    started = loop.time()
+    ok = await h.authenticate_user(right, users, passwords, attempts, T0)
+    assert ok.user.username == "alice"
+    assert loop.time() - started >= 0.05  # a fast success would tell a guesser it was right
+    # Never more than half of what is left of the caller's deadline.
+    hurried = right.model_copy(update={"deadline": T0 + timedelta(milliseconds=10)})
+    started = loop.time()
+    await h.authenticate_user(hurried, users, passwords, attempts, T0)
+    assert loop.time() - started < 0.05
