@@ -37,16 +37,7 @@ def outbox(conn: Connection) -> list[dict[str, Any]]:
 
 
 async def test_replies_that_overtake_the_ack_are_sent_after_it() -> None:
-    conn = Connection(
-        None,  # type: ignore[arg-type]
-        socket_id="sock",
-        session_id="a" * 32,
-        user_id="b" * 32,
-        token_exp=EXP,
-        session_expires_at=EXP,
-        queue_size=16,
-        max_in_flight=4,
-    )
+    conn = idle_conn()
     channel: AgentChannel
 
     async def runtime_answers_at_once(intent: RunAgent) -> None:
