@@ -8,8 +8,11 @@ gate's reply subject and go to exactly the socket that asked.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
 
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import TypeAdapter, ValidationError
@@ -17,9 +20,11 @@ from pydantic_core import from_json
 
 from bus import names
 from bus.request import intent_headers, request
+from bus.settings import Settings
 from experience.gate import protocol
 from experience.gate.connection import Connection
-from experience.gate.protocol import ClientFrame, IntentFrame, RefreshFrame
+from experience.gate.protocol import ClientFrame, IntentFrame, RefreshFrame, close_code_for
+from experience.gate.registry import Registry
 from intents import (
     AgentEvent,
     AgentReply,
@@ -33,9 +38,6 @@ from intents import (
 )
 from intents.agent import CancelAgentRun
 from intents.base import new_id
-
-if TYPE_CHECKING:
-    from experience.gate.gate import Gate
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,20 @@ def _describe(exc: ValueError) -> str:
     first = exc.errors(include_input=False, include_url=False)[0]
     where = ".".join(str(p) for p in first["loc"]) or "frame"
     return f"{where}: {first['msg']}"
+
+
+class Gate(Protocol):
+    """What the channel needs of the gate that owns it (``experience.gate.gate.Gate``)."""
+
+    nc: Client
+    gate_id: str
+    settings: Settings
+    registry: Registry
+    verify_token: Callable[[str], Any]
+
+    def expiry_of(self, exp: datetime, session: VerifySessionReply) -> dict[str, Any]:
+        """The ``expiry`` frame for a token and its session."""
+        ...
 
 
 class AgentChannel:
@@ -187,8 +203,6 @@ class AgentChannel:
         except TokenInvalid:
             conn.send(protocol.error(None, "token_invalid", "the new token has been superseded"))
         except SymphainyError as exc:
-            from experience.gate.gate import close_code_for  # gate.py imports this module
-
             conn.close(close_code_for(exc), exc.code)
         return None
 

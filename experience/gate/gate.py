@@ -29,13 +29,10 @@ from experience.gate import protocol
 from experience.gate.admission import Admitted, Rejected, TokenVerifier, admit
 from experience.gate.agent import AgentChannel
 from experience.gate.connection import Connection
-from experience.gate.protocol import CloseCode
+from experience.gate.protocol import CloseCode, close_code_for
 from experience.gate.registry import LimitExceeded, Registry
 from experience.hosts import HostPolicy
 from intents import (
-    SessionExpired,
-    SessionInactive,
-    SessionNotFound,
     SymphainyError,
     VerifySession,
     VerifySessionReply,
@@ -50,15 +47,6 @@ _ACTIVE_MARK = b'"state":"active"'
 # recreated from the last change seen, so nothing is missed. nats-py declares it dead after two
 # missed heartbeats; at its default of 5 s a revocation could go unnoticed for up to 20 s.
 WATCH_HEARTBEAT_S = 1.0
-
-
-def close_code_for(exc: SymphainyError) -> CloseCode:
-    """The close code for a failed session check."""
-    if isinstance(exc, SessionExpired):
-        return CloseCode.EXPIRED
-    if isinstance(exc, (SessionNotFound, SessionInactive)):
-        return CloseCode.SESSION_GONE
-    return CloseCode.RUNTIME_UNAVAILABLE
 
 
 class Gate:

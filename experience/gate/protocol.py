@@ -8,6 +8,8 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from intents import SessionExpired, SessionInactive, SessionNotFound, SymphainyError
+
 SUBPROTOCOL: Final = "symphainy.v1"
 BEARER_PREFIX: Final = "bearer."
 TOKEN_QUERY_PARAM: Final = "session_token"
@@ -24,6 +26,15 @@ class CloseCode(IntEnum):
     EXPIRED = 4408  # refresh once over HTTP, reconnect; else log in
     TOO_MANY = 4429  # back off, retry
     RUNTIME_UNAVAILABLE = 4503  # back off, retry
+
+
+def close_code_for(exc: SymphainyError) -> CloseCode:
+    """The close code for a failed session check."""
+    if isinstance(exc, SessionExpired):
+        return CloseCode.EXPIRED
+    if isinstance(exc, (SessionNotFound, SessionInactive)):
+        return CloseCode.SESSION_GONE
+    return CloseCode.RUNTIME_UNAVAILABLE
 
 
 def _json_numbers(payload: dict[str, Any]) -> dict[str, Any]:
