@@ -16,7 +16,6 @@ import sys
 from harness import running_system, timed
 from nats.aio.client import Client
 
-from bus.request import ask
 from intents import (
     CreateSession,
     CreateSessionReply,
@@ -26,6 +25,7 @@ from intents import (
     ListSessions,
     ListSessionsReply,
 )
+from intents.request import ask
 
 USER_SESSIONS = 3
 CREATE_CONCURRENCY = 32

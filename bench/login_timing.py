@@ -14,8 +14,8 @@ import time
 from harness import running_system
 from pydantic import SecretStr
 
-from bus.request import ask
 from intents import AuthenticateUser, AuthenticationFailed, CreateUser
+from intents.request import ask
 
 
 async def main(n: int) -> None:

@@ -19,8 +19,8 @@ from pydantic import SecretStr
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from bus.request import ask
 from intents import CreateUser
+from intents.request import ask
 
 PASSWORD = "a benchmark password"
 

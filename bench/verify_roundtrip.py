@@ -18,7 +18,6 @@ from nats.aio.msg import Msg
 
 from bus.connection import connect
 from bus.permissions import Role
-from bus.request import ask, request
 from intents import (
     CreateSession,
     CreateSessionReply,
@@ -27,6 +26,7 @@ from intents import (
     VerifySession,
     VerifySessionReply,
 )
+from intents.request import ask, request
 
 
 def describe(name: str, samples: list[float]) -> str:

@@ -22,7 +22,6 @@ from nats.aio.msg import Msg
 from pydantic import SecretStr
 
 from bus.connection import connect
-from bus.request import ask
 from bus.settings import Settings
 from intents import (
     AuthenticateUser,
@@ -32,6 +31,7 @@ from intents import (
     CreateUserReply,
     VerifySession,
 )
+from intents.request import ask
 from runtime_worker.app import start_worker
 
 CONCURRENCIES = (1, 64)

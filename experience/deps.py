@@ -14,7 +14,6 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from nats.aio.client import Client
 
-from bus.request import request as send
 from bus.settings import Settings
 from experience.errors import Unauthorized
 from experience.ratelimit import LoginLimiter
@@ -30,6 +29,7 @@ from intents import (
     VerifySession,
     VerifySessionReply,
 )
+from intents.request import request as send
 
 R = TypeVar("R", bound=Reply)
 

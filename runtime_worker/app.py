@@ -19,10 +19,10 @@ from bus import names
 from bus.connection import BusGuard, connection_options
 from bus.identity import NatsIdentity, identity_for
 from bus.permissions import Role
-from bus.request import request
 from bus.settings import Settings
 from bus.state import ensure_state_surface
 from intents import Ping, PingReply, RuntimeUnavailable, new_id, utcnow
+from intents.request import request
 from runtime_worker.agents import AgentRunner, Agents, builtin_agents
 from runtime_worker.deps import Deps
 from runtime_worker.dispatch import Clock, Dispatcher

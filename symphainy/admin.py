@@ -13,7 +13,6 @@ from pydantic import SecretStr, ValidationError
 from bus.connection import BusGuard, PermissionDenied, connection_options
 from bus.identity import IdentityError, NatsIdentity, identity_for
 from bus.permissions import Role
-from bus.request import ask
 from bus.settings import Settings
 from intents import (
     CreateUser,
@@ -33,6 +32,7 @@ from intents import (
     SetPasswordReply,
     SymphainyError,
 )
+from intents.request import ask
 from symphainy import first_run
 
 ACTOR = "cli"

@@ -14,9 +14,9 @@ from pathlib import Path
 from bus.connection import connect
 from bus.identity import identity_for
 from bus.permissions import Role
-from bus.request import ask
 from bus.settings import Settings
 from intents import CreateUser, CreateUserReply, ListUsers, ListUsersReply, UserExists
+from intents.request import ask
 
 ADMIN = "admin"
 PASSWORD_FILE = "admin-password"

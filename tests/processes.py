@@ -26,8 +26,8 @@ from bus.connection import connect as nats_connect
 from bus.embedded import _die_with_parent
 from bus.identity import NatsIdentity
 from bus.permissions import Role
-from bus.request import ask
 from intents import CreateUser, CreateUserReply
+from intents.request import ask
 from tests.secure import SecureBus
 
 START_TIMEOUT_S = 30.0

@@ -18,11 +18,11 @@ from nats.aio.client import Client
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from bus.request import ask
 from bus.settings import Settings
 from experience.app import create_app
 from experience.server import ExperienceServer, build_server
 from intents import CreateUser
+from intents.request import ask
 from runtime_worker.app import Worker, start_worker
 from runtime_worker.passwords import Passwords
 

@@ -18,7 +18,6 @@ from nats.aio.client import Client
 from starlette.datastructures import Headers
 from starlette.types import Scope
 
-from bus.request import request
 from experience.gate.protocol import BEARER_PREFIX, SUBPROTOCOL, TOKEN_QUERY_PARAM, CloseCode
 from experience.hosts import HostPolicy
 from intents import (
@@ -32,6 +31,7 @@ from intents import (
     VerifySession,
     VerifySessionReply,
 )
+from intents.request import request
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import from_json
 
 from bus import names
-from bus.request import intent_headers, request
 from bus.settings import Settings
 from experience.gate import protocol
 from experience.gate.connection import Connection
@@ -38,6 +37,7 @@ from intents import (
 )
 from intents.agent import CancelAgentRun
 from intents.base import new_id
+from intents.request import intent_headers, request
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,6 @@ from nats.js.kv import KV_DEL, KV_OP, KV_PURGE
 from starlette.websockets import WebSocket
 
 from bus import names
-from bus.request import request
 from bus.settings import Settings
 from experience.gate import protocol
 from experience.gate.admission import Admitted, Rejected, TokenVerifier, admit
@@ -39,6 +38,7 @@ from intents import (
     new_id,
     utcnow,
 )
+from intents.request import request
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ import httpx
 import jwt
 from pydantic import SecretStr
 
-from bus.request import ask
 from bus.settings import Settings
 from experience.gate.protocol import CloseCode
 from experience.tokens import Keyring, Tokens
 from intents import GetSession, GetSessionReply, SessionState
+from intents.request import ask
 from tests.stack import Stack, StackFactory, close_code, frames_until_final, next_frame
 
 

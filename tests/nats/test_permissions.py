@@ -23,7 +23,6 @@ from bus import names
 from bus.connection import BusGuard, PermissionDenied, connect
 from bus.identity import NatsIdentity
 from bus.permissions import Role
-from bus.request import ask
 from intents import (
     CreateSession,
     CreateSessionReply,
@@ -35,6 +34,7 @@ from intents import (
     UserInfo,
     VerifySession,
 )
+from intents.request import ask
 from runtime_worker.app import Worker
 from tests.backends import NatsServer
 from tests.secure import SecureBus

@@ -17,7 +17,6 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from bus import names
-from bus.request import SECOND_TRY_AT, ask
 from intents import (
     CreateSession,
     CreateSessionReply,
@@ -27,6 +26,7 @@ from intents import (
     VerifySession,
     VerifySessionReply,
 )
+from intents.request import SECOND_TRY_AT, ask
 from tests.nats.conftest import StartWorker
 
 TIMEOUT_S = 2.0

@@ -18,7 +18,6 @@ from pydantic import TypeAdapter
 
 from bus import names
 from bus.embedded import EmbeddedNats
-from bus.request import ask, intent_headers
 from bus.settings import Settings
 from intents import (
     AgentEvent,
@@ -30,6 +29,7 @@ from intents import (
     RunAgent,
 )
 from intents.agent import CANCELLED, CancelAgentRun
+from intents.request import ask, intent_headers
 from runtime_worker.agents import AgentContext, builtin_agents
 from runtime_worker.app import Worker
 from tests.nats.conftest import StartWorker

@@ -9,7 +9,6 @@ import pytest
 from nats.aio.client import Client
 
 from bus import names
-from bus.request import ask
 from bus.settings import Settings
 from bus.state import ensure_state_surface
 from intents import (
@@ -24,6 +23,7 @@ from intents import (
     SymphainyError,
     VerifySession,
 )
+from intents.request import ask
 from runtime_worker.app import Worker
 from runtime_worker.passwords import Passwords
 from tests.nats.conftest import StartWorker

@@ -9,7 +9,6 @@ import pytest
 from nats.aio.client import Client
 
 from bus import names
-from bus.request import ask
 from bus.settings import Settings
 from intents import (
     CreateSession,
@@ -35,6 +34,7 @@ from intents import (
     VerifySession,
     VerifySessionReply,
 )
+from intents.request import ask
 from runtime_worker.app import Worker
 from runtime_worker.kv import NatsBucket
 from tests.nats.conftest import FakeClock

@@ -8,7 +8,6 @@ import pytest
 from nats.aio.client import Client
 
 from bus import names
-from bus.request import ask
 from intents import (
     AuthenticateUser,
     AuthenticateUserReply,
@@ -25,6 +24,7 @@ from intents import (
     UserExists,
     UserNotFound,
 )
+from intents.request import ask
 from runtime_worker.app import Worker
 
 T = 2.0

@@ -10,7 +10,6 @@ from nats.aio.client import Client
 from bus import names
 from bus.connection import connect
 from bus.permissions import Role
-from bus.request import ask
 from intents import (
     AuthenticateUser,
     AuthenticationFailed,
@@ -24,6 +23,7 @@ from intents import (
     UserNotFound,
     VerifySession,
 )
+from intents.request import ask
 from runtime_worker.app import Worker
 from tests.backends import NatsServer
 from tests.secure import SecureBus

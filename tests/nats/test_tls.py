@@ -18,11 +18,11 @@ from bus.connection import connect
 from bus.embedded import EmbeddedNats
 from bus.identity import NatsIdentity
 from bus.permissions import Role
-from bus.request import ask
 from bus.settings import Settings
 from experience.app import create_app
 from experience.server import build_server
 from intents import CreateUser, Ping, PingReply
+from intents.request import ask
 from runtime_worker.app import start_worker
 from runtime_worker.passwords import Passwords
 from tests.secure import SecureBus, secure_bus

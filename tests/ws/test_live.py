@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 
 import httpx
 
-from bus.request import ask
 from experience.app import create_app
 from experience.gate.protocol import CloseCode
 from experience.server import build_server
 from intents import RevokeSession
+from intents.request import ask
 from tests.stack import Stack, StackFactory, close_code, frames_until_final, next_frame
 
 
