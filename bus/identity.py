@@ -9,13 +9,13 @@ from the data directory where ``symphainy up`` (or ``symphainy nats-setup``) wro
 from __future__ import annotations
 
 import json
-import os
 import ssl
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from bus import names
+from bus.files import write_atomic
 from bus.permissions import Role
 from bus.settings import DEFAULT_NATS_URL, Settings
 
@@ -120,11 +120,8 @@ def context_path(data_dir: Path, role: Role) -> Path:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to a file only its owner can read (never readable by others, even briefly)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text.rstrip("\n") + "\n")
-    path.chmod(0o600)
+    """Write ``text`` (one final newline) to a file only its owner can read."""
+    write_atomic(path, text.rstrip("\n") + "\n")
 
 
 def identity_for(settings: Settings, role: Role) -> NatsIdentity:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from bus.files import write_atomic
 
 CA_NAME = "symphainy NATS CA"
 CA_DAYS = 3650
@@ -51,12 +52,12 @@ def ensure_tls(directory: Path, hostnames: Sequence[str]) -> TlsFiles:
     else:
         ca_key = ec.generate_private_key(ec.SECP256R1())
         ca_cert = _new_ca(ca_key)
-        _write(ca_key_pem, _pem(ca_key), 0o600)
-        _write(ca_pem, _pem(ca_cert), 0o644)
+        write_atomic(ca_key_pem, _pem(ca_key), 0o600)
+        write_atomic(ca_pem, _pem(ca_cert), 0o644)
     if not _still_good(files, ca_cert, hostnames):
         key = ec.generate_private_key(ec.SECP256R1())
-        _write(files.key, _pem(key), 0o600)
-        _write(files.cert, _pem(_new_server(key, ca_cert, ca_key, hostnames)), 0o644)
+        write_atomic(files.key, _pem(key), 0o600)
+        write_atomic(files.cert, _pem(_new_server(key, ca_cert, ca_key, hostnames)), 0o644)
     return files
 
 
@@ -181,16 +182,3 @@ def _pem(item: x509.Certificate | ec.EllipticCurvePrivateKey) -> bytes:
     return item.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, no_password
     )
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    """Write atomically: a temp file born with ``mode`` replaces ``path``, so a crash never
-    leaves half a PEM and a key is never readable by others, even for a moment."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as out:
-        os.fchmod(out.fileno(), mode)  # undo the umask, which may have narrowed 0644
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)

@@ -7,11 +7,11 @@ the file is there. ``symphainy users passwd admin`` removes the file: it would b
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
 from bus.connection import connect
+from bus.files import write_atomic
 from bus.identity import identity_for
 from bus.permissions import Role
 from bus.settings import Settings
@@ -44,7 +44,8 @@ async def ensure_admin(settings: Settings) -> str | None:
                 return f"user {ADMIN}: its password is in {path} (delete it once kept elsewhere)"
             return None
         password = secrets.token_urlsafe(18)
-        _write_private(path, password + "\n")
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_atomic(path, password + "\n")
         try:
             created = await ask(
                 nc,
@@ -67,18 +68,3 @@ def forget_password(settings: Settings, username: str) -> Path | None:
         return None
     path.unlink(missing_ok=True)
     return path
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path``, readable by the owner alone from its first byte."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
