@@ -75,6 +75,11 @@ class Bucket(Protocol):
         """Delete only at ``revision``. Raises ``RevisionMismatch``."""
         ...
 
+    async def keys(self, pattern: str) -> list[str]:
+        """The keys matching ``pattern`` that were ever written and not purged (a deleted key is
+        still listed: read it to know)."""
+        ...
+
     async def entries(self, keys: str = ">") -> list[Entry]:
         """Every live entry whose key matches ``keys`` (NATS wildcards: ``*`` one token, ``>`` the
         rest)."""
@@ -148,6 +153,20 @@ class NatsBucket:
             raise StoreUnavailable(str(exc)) from exc
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+
+    async def keys(self, pattern: str) -> list[str]:
+        """See ``Bucket.keys``: the server's count of messages per subject, one request and no
+        consumer (an ordered consumer per call outlived the call, and under a few hundred calls
+        a second the stream refused more: "maximum consumers limit reached")."""
+        subject = names.kv_key_subject(self._kv._name, pattern)
+        prefix = names.kv_key_subject(self._kv._name, "")
+        try:
+            info = await self._kv._js.stream_info(
+                names.kv_stream(self._kv._name), subjects_filter=subject
+            )
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+        return [found[len(prefix) :] for found in info.state.subjects or {}]
 
     async def entries(self, keys: str = ">") -> list[Entry]:
         """Every live entry matching ``keys``, read through one ordered consumer (no per-key round
@@ -235,6 +254,10 @@ class MemoryBucket:
                 raise RevisionMismatch(key)
             del self._data[key]
 
+    async def keys(self, pattern: str) -> list[str]:
+        """See ``Bucket.keys``."""
+        return [k for k in self._data if key_matches(k, pattern)]
+
     async def entries(self, keys: str = ">") -> list[Entry]:
         """Every entry matching ``keys``."""
         return [e for k, e in self._data.items() if key_matches(k, keys)]
@@ -287,6 +310,10 @@ class RetryingBucket:
     async def delete(self, key: str, revision: int) -> None:
         """See ``Bucket.delete``."""
         await self._call(lambda: self._inner.delete(key, revision))
+
+    async def keys(self, pattern: str) -> list[str]:
+        """See ``Bucket.keys``."""
+        return await self._call(lambda: self._inner.keys(pattern))
 
     async def entries(self, keys: str = ">") -> list[Entry]:
         """See ``Bucket.entries``."""

@@ -87,8 +87,9 @@ class SessionStore:
 
     async def of_user(self, user_id: str) -> list[SessionInfo]:
         """Every stored session of ``user_id``, found through the index (no scan of the bucket)."""
-        entries = await self._by_user.entries(index_key(user_id, "*"))
-        found = await asyncio.gather(*(self.get(e.value.decode()) for e in entries))
+        # The index key names the session (``<user id>.<session id>``): no need to read values.
+        keys = await self._by_user.keys(index_key(user_id, "*"))
+        found = await asyncio.gather(*(self.get(key.rsplit(".", 1)[-1]) for key in keys))
         return [s for s, _ in filter(None, found) if s.user_id == user_id]
 
     async def reindex(self) -> int:

@@ -237,6 +237,21 @@ async def test_a_users_sessions_are_found_among_many_others(nc: Client, worker: 
     assert {e.key.split(".")[1] for e in await index.entries(f"{alice.id}.>")} == mine
 
 
+async def test_listing_a_users_sessions_leaves_no_consumer_behind(
+    nc: Client, worker: Worker
+) -> None:
+    # One consumer per listing outlived the listing: at a few hundred listings a second the
+    # stream refused more ("maximum consumers limit reached") and GET /api/sessions was a 500.
+    alice = await make_user(nc, "alice")
+    mine = {(await make_session(nc, alice)).session.session_id for _ in range(3)}
+    for _ in range(20):
+        listed = await ask(nc, ListSessions(user_id=alice.id), T)
+        assert isinstance(listed, ListSessionsReply)
+        assert {s.session_id for s in listed.sessions} == mine
+    index = await nc.jetstream().stream_info(names.kv_stream(names.SESSIONS_BY_USER_BUCKET))
+    assert index.state.consumer_count == 0
+
+
 async def test_sessions_stored_before_the_index_are_indexed_at_start(
     nc: Client, start: object
 ) -> None:

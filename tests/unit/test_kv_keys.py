@@ -35,3 +35,11 @@ async def test_memory_entries_filter_by_pattern() -> None:
     assert sorted(e.key for e in await bucket.entries("a.*")) == ["a.1", "a.2"]
     assert len(await bucket.entries()) == 4
     assert await bucket.entries("c.*") == []
+
+
+async def test_memory_keys_filter_by_pattern() -> None:
+    bucket = MemoryBucket()
+    for key in ("a.1", "a.2", "ab.1", "b.1"):
+        await bucket.create(key, key.encode())
+    assert sorted(await bucket.keys("a.*")) == ["a.1", "a.2"]
+    assert await bucket.keys("c.*") == []
