@@ -22,22 +22,20 @@ from bus import names
 from bus.settings import Settings
 from experience.gate import protocol
 from experience.gate.connection import Connection
-from experience.gate.protocol import ClientFrame, IntentFrame, RefreshFrame, close_code_for
+from experience.gate.protocol import ClientFrame, IntentFrame, RefreshFrame
 from experience.gate.registry import Registry
 from intents import (
     AgentEvent,
     AgentReply,
     AgentResult,
     RunAgent,
-    SymphainyError,
     TokenExpired,
     TokenInvalid,
-    VerifySession,
     VerifySessionReply,
 )
 from intents.agent import CancelAgentRun
 from intents.base import new_id
-from intents.request import intent_headers, request
+from intents.request import intent_headers
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +64,12 @@ class Gate(Protocol):
 
     def expiry_of(self, exp: datetime, session: VerifySessionReply) -> dict[str, Any]:
         """The ``expiry`` frame for a token and its session."""
+        ...
+
+    async def verify(
+        self, conn: Connection, correlation_id: str, *, jti: str | None = None
+    ) -> VerifySessionReply | None:
+        """The socket's session if live (and ``jti`` its current token), else None."""
         ...
 
 
@@ -175,36 +179,11 @@ class AgentChannel:
         if claims.sid != conn.session_id or claims.sub != conn.user_id:
             conn.send(protocol.error(None, "token_mismatch", "token is for another session"))
             return
-        session = await self._current(conn, claims.jti)
+        session = await self._gate.verify(conn, new_id(), jti=claims.jti)
         if session is None:
             return
         conn.extend(claims.exp, session.expires_at)
         conn.send(self._gate.expiry_of(claims.exp, session))
-
-    async def _current(self, conn: Connection, jti: str) -> VerifySessionReply | None:
-        """The socket's session if it is live and ``jti`` is its current token, else None.
-
-        A superseded token gets an error frame and the socket keeps its own token; a session
-        that failed its check closes the socket with the matching code.
-        """
-        try:
-            return await request(
-                self._gate.nc,
-                VerifySession(
-                    session_id=conn.session_id,
-                    user_id=conn.user_id,
-                    jti=jti,
-                    correlation_id=new_id(),
-                    actor=f"user:{conn.user_id}",
-                ),
-                VerifySessionReply,
-                self._gate.settings.request_timeout_s,
-            )
-        except TokenInvalid:
-            conn.send(protocol.error(None, "token_invalid", "the new token has been superseded"))
-        except SymphainyError as exc:
-            conn.close(close_code_for(exc), exc.code)
-        return None
 
     async def _on_reply(self, msg: Msg) -> None:
         socket_id = msg.subject.rsplit(".", 1)[-1]

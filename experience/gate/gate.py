@@ -33,6 +33,7 @@ from experience.gate.registry import LimitExceeded, Registry
 from experience.hosts import HostPolicy
 from intents import (
     SymphainyError,
+    TokenInvalid,
     VerifySession,
     VerifySessionReply,
     new_id,
@@ -226,14 +227,21 @@ class Gate:
                 log.exception("frame on socket %s failed", conn.socket_id)
                 conn.send(protocol.error(None, "internal", "the frame could not be handled"))
 
-    async def verify(self, conn: Connection, correlation_id: str) -> VerifySessionReply | None:
-        """Re-check the socket's session; on failure, close it with the matching code."""
+    async def verify(
+        self, conn: Connection, correlation_id: str, *, jti: str | None = None
+    ) -> VerifySessionReply | None:
+        """Re-check the socket's session; on failure, close it with the matching code.
+
+        With ``jti`` (a token presented in-band), a superseded token only gets an error frame:
+        the socket keeps the token it has.
+        """
         try:
             return await request(
                 self.nc,
                 VerifySession(
                     session_id=conn.session_id,
                     user_id=conn.user_id,
+                    jti=jti,
                     correlation_id=correlation_id,
                     actor=f"user:{conn.user_id}",
                 ),
@@ -241,6 +249,11 @@ class Gate:
                 self.settings.request_timeout_s,
             )
         except SymphainyError as exc:
+            if jti is not None and isinstance(exc, TokenInvalid):
+                conn.send(
+                    protocol.error(None, "token_invalid", "the new token has been superseded")
+                )
+                return None
             conn.close(close_code_for(exc), exc.code)
             return None
 
