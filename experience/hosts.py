@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bus.settings import Settings
+from experience.errors import error_response
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +122,7 @@ class TrustedHosts:
             host = Headers(scope=scope).get("host")
             if not self.policy.host_allowed(host):
                 log.info("refused a request for host %r", (host or "")[:100])
-                response = JSONResponse(
-                    {"error": {"code": HOST_NOT_ALLOWED, "message": "host not allowed"}},
-                    status_code=400,
-                )
+                response = error_response(400, HOST_NOT_ALLOWED, "host not allowed")
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
