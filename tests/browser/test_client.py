@@ -117,7 +117,11 @@ async def test_log_out_everywhere_else_and_log_out(open_client: OpenClient, web_
     await expect(second.session_items).to_have_count(1)
     await second.expect_state("open")
 
-    await second.page.get_by_test_id("logout").click()
+    # The page forgets the session at once and revokes it on the server in the background: wait
+    # for that request's answer, not for the page, before asking the server.
+    async with second.page.expect_response("**/api/auth/logout") as logout:
+        await second.page.get_by_test_id("logout").click()
+    assert (await logout.value).status == 204
     await expect(second.login_form).to_be_visible()
     await expect(second.page.get_by_test_id("login-notice")).to_have_text("You logged out.")
     async with httpx.AsyncClient(base_url=web_url) as http:
