@@ -44,6 +44,10 @@ class Intent(BaseModel):
     # Safe to send again when no reply came: reads, and writes whose repeat changes nothing the
     # caller sees. A request helper may then ask a second worker before the deadline.
     retry_safe: ClassVar[bool] = False
+    # Reads change nothing: their successes are counted (metrics), not stored in the audit
+    # stream, which at 1,000 verifies/s would otherwise hold minutes, not days. Every write and
+    # every failure is audited.
+    reads_only: ClassVar[bool] = False
 
     intent_id: str = Field(default_factory=new_id, min_length=1, max_length=64)
     correlation_id: str = Field(default_factory=new_id, min_length=1, max_length=128)

@@ -79,6 +79,7 @@ class VerifySession(Intent):
 
     subject = names.SESSION_VERIFY
     retry_safe = True
+    reads_only = True
 
     session_id: SessionId
     user_id: UserId
@@ -100,6 +101,7 @@ class GetSession(Intent):
 
     subject = names.SESSION_GET
     retry_safe = True
+    reads_only = True
 
     session_id: SessionId
     user_id: UserId | None = None
@@ -116,6 +118,7 @@ class ListSessions(Intent):
 
     subject = names.SESSION_LIST
     retry_safe = True
+    reads_only = True
 
     user_id: UserId | None = None
     username: str | None = None

@@ -11,6 +11,7 @@ class Ping(Intent):
 
     subject = names.SYSTEM_PING
     retry_safe = True
+    reads_only = True
 
 
 class PingReply(Reply):

@@ -66,6 +66,7 @@ class ListUsers(Intent):
 
     subject = names.USER_LIST
     retry_safe = True
+    reads_only = True
 
 
 class ListUsersReply(Reply):

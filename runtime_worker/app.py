@@ -26,10 +26,14 @@ from intents.request import request
 from runtime_worker.agents import AgentRunner, Agents, builtin_agents
 from runtime_worker.deps import Deps
 from runtime_worker.dispatch import Clock, Dispatcher
+from runtime_worker.fastlane import FastLane
 from runtime_worker.passwords import Passwords
 from runtime_worker.routers import session_router, system_router, user_router
 
 log = logging.getLogger(__name__)
+
+# How long a stopping worker gives the intents in flight to answer.
+GRACEFUL_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -38,11 +42,13 @@ class Worker:
 
     worker_id: str
     broker: NatsBroker
+    fast: FastLane
     runner: AgentRunner
 
     async def stop(self) -> None:
         """Stop taking work, finish (or hand back) what is in flight, disconnect."""
         await self.runner.stop()
+        await self.fast.stop(GRACEFUL_TIMEOUT_S)
         await self.broker.stop()
         log.info("runtime worker %s stopped", self.worker_id)
 
@@ -63,7 +69,7 @@ def build_broker(identity: NatsIdentity, worker_id: str, guard: BusGuard) -> Nat
         servers,
         security=security,
         log_level=logging.DEBUG,
-        graceful_timeout=5.0,
+        graceful_timeout=GRACEFUL_TIMEOUT_S,
         **options,
     )
 
@@ -87,7 +93,7 @@ async def start_worker(
     guard = BusGuard(identity)
     broker = build_broker(identity, worker_id, guard)
     try:
-        runner = await guard.run(
+        fast, runner = await guard.run(
             _start(broker, settings, clock=clock, worker_id=worker_id, passwords=passwords,
                    agents=agents)
         )  # fmt: skip
@@ -96,7 +102,7 @@ async def start_worker(
         await broker.stop()
         raise
     log.info("runtime worker %s started on %s", worker_id, identity.url)
-    return Worker(worker_id=worker_id, broker=broker, runner=runner)
+    return Worker(worker_id=worker_id, broker=broker, fast=fast, runner=runner)
 
 
 async def _start(
@@ -107,16 +113,18 @@ async def _start(
     worker_id: str,
     passwords: Passwords | None,
     agents: Agents | None,
-) -> AgentRunner:
+) -> tuple[FastLane, AgentRunner]:
     nc = await broker.connect()
     surface = await ensure_state_surface(nc.jetstream(), settings)
     deps = Deps.over(surface, settings, clock, worker_id, passwords)
     await deps.passwords.warm()
     await _index_older_sessions(nc, deps)
     dispatcher = Dispatcher(nc, clock, settings.runtime_concurrency)
+    fast = FastLane(dispatcher)
     for make in (session_router, user_router, system_router):
-        broker.include_router(make(deps, dispatcher))
+        broker.include_router(make(deps, dispatcher, fast))
     await broker.start()
+    await fast.start(nc)
     runner = AgentRunner(nc, deps, builtin_agents() if agents is None else agents, settings)
     await runner.start()
     try:
@@ -125,8 +133,9 @@ async def _start(
         await _until_answering(nc, settings.request_timeout_s)
     except BaseException:
         await runner.stop()
+        await fast.stop(0)
         raise
-    return runner
+    return fast, runner
 
 
 async def _index_older_sessions(nc: Client, deps: Deps) -> None:

@@ -75,7 +75,8 @@ async def execute(
 
 
 class Dispatcher:
-    """Executes intents for the routers and writes the audit record of each."""
+    """Executes intents for the subscribers and writes the audit record of each write and of
+    every failure (a read that succeeds changes nothing and is only counted)."""
 
     def __init__(self, nc: Client, clock: Clock, concurrency: int = 1) -> None:
         self._nc = nc
@@ -103,7 +104,8 @@ class Dispatcher:
                     outcome.code,
                     outcome.intent.correlation_id,
                 )
-            await audit(self._nc, outcome.intent, outcome.code)
+            if outcome.code != "ok" or not intent_type.reads_only:
+                await audit(self._nc, outcome.intent, outcome.code)
         return outcome.reply.model_dump_json().encode()
 
 

@@ -1,10 +1,13 @@
 """FastStream routers, one per intent family: each subscriber only hands the message on.
 
-All subscribers join the ``runtime`` queue group, so any number of workers share the load.
+The hot intents (``FAST_LANE``) are served by ``runtime_worker.fastlane`` instead, on the same
+connection. All subscribers join the ``runtime`` queue group, so any number of workers share
+the load.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +20,7 @@ from intents import (
     CreateSession,
     CreateUser,
     GetSession,
+    Intent,
     ListSessions,
     ListUsers,
     Ping,
@@ -32,6 +36,7 @@ from intents import (
 from runtime_worker import sessions, users
 from runtime_worker.deps import Deps
 from runtime_worker.dispatch import Dispatcher, Handler, I
+from runtime_worker.fastlane import FastLane
 
 
 async def _the_message(msg: StreamMessage[Any]) -> Any:
@@ -43,21 +48,37 @@ async def _the_message(msg: StreamMessage[Any]) -> Any:
     return msg
 
 
-def bind(
-    router: NatsRouter, dispatcher: Dispatcher, intent_type: type[I], handler: Handler[I]
-) -> None:
+# On the path of every request: every Bearer call and socket admission verifies its session.
+FAST_LANE: frozenset[type[Intent]] = frozenset({VerifySession, GetSession, ListSessions})
+
+
+@dataclass(frozen=True)
+class Lanes:
+    """Where a family's intents are subscribed: FastStream's router, or the fast lane."""
+
+    router: NatsRouter
+    fast: FastLane
+    dispatcher: Dispatcher
+
+
+def bind(lanes: Lanes, intent_type: type[I], handler: Handler[I]) -> None:
     """Subscribe ``handler`` to the intent's subject in the runtime queue group.
 
     Up to ``dispatcher.concurrency`` intents of this type run at once on this worker: one slow
     intent (a password check, a KV call waiting out an election) does not hold up the others.
     """
 
+    if intent_type in FAST_LANE:
+        lanes.fast.bind(intent_type, handler)
+        return
+    dispatcher = lanes.dispatcher
+
     async def on_intent(msg: StreamMessage[Any]) -> bytes:
         return await dispatcher.handle(msg.body, msg.headers, intent_type, handler)
 
     on_intent.__name__ = f"on_{intent_type.__name__}"
     on_intent.__qualname__ = on_intent.__name__
-    router.subscriber(
+    lanes.router.subscriber(
         intent_type.subject,
         queue=names.RUNTIME_QUEUE,
         max_workers=dispatcher.concurrency,
@@ -65,9 +86,10 @@ def bind(
     )(on_intent)
 
 
-def session_router(deps: Deps, dispatcher: Dispatcher) -> NatsRouter:
+def session_router(deps: Deps, dispatcher: Dispatcher, fast: FastLane) -> NatsRouter:
     """Session intents."""
     router = NatsRouter()
+    lanes = Lanes(router, fast, dispatcher)
     s, p = deps.sessions, deps.policy
 
     async def create(i: CreateSession, now: datetime) -> Reply:
@@ -91,19 +113,20 @@ def session_router(deps: Deps, dispatcher: Dispatcher) -> NatsRouter:
     async def revoke_all(i: RevokeUserSessions, now: datetime) -> Reply:
         return await sessions.revoke_user_sessions(i, s, now)
 
-    bind(router, dispatcher, CreateSession, create)
-    bind(router, dispatcher, VerifySession, verify)
-    bind(router, dispatcher, GetSession, get)
-    bind(router, dispatcher, ListSessions, list_)
-    bind(router, dispatcher, RefreshSession, refresh)
-    bind(router, dispatcher, RevokeSession, revoke)
-    bind(router, dispatcher, RevokeUserSessions, revoke_all)
+    bind(lanes, CreateSession, create)
+    bind(lanes, VerifySession, verify)
+    bind(lanes, GetSession, get)
+    bind(lanes, ListSessions, list_)
+    bind(lanes, RefreshSession, refresh)
+    bind(lanes, RevokeSession, revoke)
+    bind(lanes, RevokeUserSessions, revoke_all)
     return router
 
 
-def user_router(deps: Deps, dispatcher: Dispatcher) -> NatsRouter:
+def user_router(deps: Deps, dispatcher: Dispatcher, fast: FastLane) -> NatsRouter:
     """User intents."""
     router = NatsRouter()
+    lanes = Lanes(router, fast, dispatcher)
 
     async def authenticate(i: AuthenticateUser, now: datetime) -> Reply:
         return await users.authenticate_user(i, deps.users, deps.passwords, deps.attempts, now)
@@ -120,20 +143,21 @@ def user_router(deps: Deps, dispatcher: Dispatcher) -> NatsRouter:
     async def passwd(i: SetPassword, now: datetime) -> Reply:
         return await users.set_password(i, deps.users, deps.passwords, deps.sessions, now)
 
-    bind(router, dispatcher, AuthenticateUser, authenticate)
-    bind(router, dispatcher, CreateUser, create)
-    bind(router, dispatcher, ListUsers, list_)
-    bind(router, dispatcher, RemoveUser, remove)
-    bind(router, dispatcher, SetPassword, passwd)
+    bind(lanes, AuthenticateUser, authenticate)
+    bind(lanes, CreateUser, create)
+    bind(lanes, ListUsers, list_)
+    bind(lanes, RemoveUser, remove)
+    bind(lanes, SetPassword, passwd)
     return router
 
 
-def system_router(deps: Deps, dispatcher: Dispatcher) -> NatsRouter:
+def system_router(deps: Deps, dispatcher: Dispatcher, fast: FastLane) -> NatsRouter:
     """System intents."""
     router = NatsRouter()
+    lanes = Lanes(router, fast, dispatcher)
 
     async def ping(i: Ping, now: datetime) -> PingReply:
         return PingReply(worker_id=deps.worker_id)
 
-    bind(router, dispatcher, Ping, ping)
+    bind(lanes, Ping, ping)
     return router
