@@ -338,3 +338,29 @@ async def test_creating_past_the_cap_revokes_the_oldest(
         assert got.session.state is SessionState.REVOKED
         assert got.session.revoked_reason == "evicted: too many sessions"
     await ask(nc, VerifySession(session_id=bobs, user_id=bob.id), T)
+
+
+async def test_audit_keeps_writes_and_failures_but_not_successful_reads(
+    nc: Client, worker: Worker
+) -> None:
+    alice = await make_user(nc, "audrey")
+    created = await make_session(nc, alice)
+    sid = created.session.session_id
+    for _ in range(5):
+        await ask(nc, VerifySession(session_id=sid, user_id=alice.id), T)
+    await ask(nc, GetSession(session_id=sid, user_id=alice.id), T)
+    await ask(nc, ListSessions(user_id=alice.id), T)
+    with pytest.raises(SessionNotFound):
+        await ask(nc, VerifySession(session_id="0" * 32, user_id=alice.id), T)
+    await ask(nc, RevokeSession(session_id=sid, user_id=alice.id), T)
+    js = nc.jetstream()
+    info = await js.stream_info(names.INTENTS_STREAM)
+    sub = await js.subscribe(names.AUDIT_ALL, stream=names.INTENTS_STREAM, ordered_consumer=True)
+    records = [await sub.next_msg(timeout=2) for _ in range(info.state.messages)]
+    await sub.unsubscribe()
+    seen = [(m.subject, (m.headers or {})[names.OUTCOME_HEADER]) for m in records]
+    assert (names.audit_subject(names.SESSION_CREATE), "ok") in seen
+    assert (names.audit_subject(names.SESSION_REVOKE), "ok") in seen
+    assert (names.audit_subject(names.SESSION_VERIFY), "session_not_found") in seen
+    reads = {names.SESSION_VERIFY, names.SESSION_GET, names.SESSION_LIST}
+    assert not [s for s, code in seen if code == "ok" and s in map(names.audit_subject, reads)]
