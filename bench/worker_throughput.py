@@ -1,123 +1,165 @@
-"""Throughput of one runtime worker under many callers at once, by ``runtime_concurrency``.
+"""``VerifySession`` throughput at 64 in flight through one real runtime worker, against
+task-per-message nats-py responders, with the worker's CPU per intent.
 
-Each round keeps ``--callers`` requests in flight for ``--seconds``: ``VerifySession`` (a KV read
-per intent) and ``AuthenticateUser`` (an argon2 check in a thread) against one worker, for each
-concurrency setting, on the same embedded nats-server. Baseline in the same run: a raw nats-py
-echo responder under the same callers.
-Run: ``.venv/bin/python bench/worker_throughput.py [--callers 64] [--seconds 3]``.
+Processes on one embedded nats-server with authorization: ``symphainy runtime`` (one worker),
+and two floors (``floors.py responder``, a task per message): a bare echo, the issue's floor
+(14,898 req/s when it was filed), and one answering with one KV get on ``sessions``. Each
+round measures, back to back, the echo floor, the KV floor, ``VerifySession`` (64 sessions,
+one per caller) and ``CreateSession`` (a fresh user each, as new logins). The client sends
+pre-encoded intents by plain ``nc.request`` (as the ``experience`` role) and checks every reply
+is ``ok``, so the worker, not the client's pydantic, is what is measured.
+
+CPU per intent: µs of the worker process's CPU (``/proc/<pid>/stat`` utime+stime, every
+thread) per completed intent in that window; the floors' CPU per message likewise. On 2 cores
+this, not adding workers, says how N workers on N machines scale.
+The figure: ``VerifySession`` req/s over the bare echo floor's, median of the rounds' ratios.
+Goal: at least 0.5x.
+Run: ``.venv/bin/python bench/worker_throughput.py [--seconds 3] [--rounds 3] [--quick]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from harness import secured_nats
+from harness import (
+    Process,
+    cpu_seconds,
+    floor,
+    median,
+    rate,
+    result,
+    runtime,
+    secured_nats,
+    write_context,
+)
 from nats.aio.client import Client
-from nats.aio.msg import Msg
-from pydantic import SecretStr
 
 from bus.connection import connect
-from bus.settings import Settings
-from intents import (
-    AuthenticateUser,
-    CreateSession,
-    CreateSessionReply,
-    CreateUser,
-    CreateUserReply,
-    VerifySession,
-)
-from intents.request import ask
-from runtime_worker.app import start_worker
+from bus.names import SESSIONS_BUCKET
+from bus.permissions import Role
+from intents import CreateSession, CreateSessionReply, Intent, VerifySession
+from intents.base import new_id
+from intents.request import ask, intent_headers
 
-CONCURRENCIES = (1, 64)
-
-
-async def rate(call: Callable[[int], Awaitable[object]], callers: int, seconds: float) -> float:
-    """Completed calls per second with ``callers`` loops calling back to back (``call(i)``)."""
-    done = 0
-    stop = time.perf_counter() + seconds
-
-    async def loop(i: int) -> None:
-        nonlocal done
-        while time.perf_counter() < stop:
-            await call(i)
-            done += 1
-
-    began = time.perf_counter()
-    await asyncio.gather(*(loop(i) for i in range(callers)))
-    return done / (time.perf_counter() - began)
+IN_FLIGHT = 64
+ECHO_SUBJECT = "bench.floor.echo"
+KV_SUBJECT = "bench.floor.kv"
+GOAL = 0.5
+# Far enough that no intent sent during the run reaches its deadline.
+DEADLINE_S = 3600
 
 
-async def echo_rate(nc: Client, callers: int, seconds: float) -> float:
-    async def echo(msg: Msg) -> None:
-        await msg.respond(msg.data)
+@dataclass
+class Window:
+    """One measurement: requests per second, and µs of the answering process's CPU per request."""
 
-    sub = await nc.subscribe("bench.echo", cb=echo)
-    try:
-        return await rate(lambda _: nc.request("bench.echo", b"{}", timeout=10), callers, seconds)
-    finally:
-        await sub.unsubscribe()
+    per_s: float
+    cpu_us: float
 
 
-async def worker_rates(
-    nc: Client, url: str, data_dir: Path, concurrency: int, callers: int, seconds: float
-) -> tuple[float, float]:
-    """(VerifySession, AuthenticateUser) per second against one worker at ``concurrency``."""
-    settings = Settings(
-        data_dir=data_dir,
-        dev_mode=True,
-        runtime_concurrency=concurrency,
+async def window(
+    process: Process, call: Callable[[int], Awaitable[object]], seconds: float
+) -> Window:
+    before = cpu_seconds(process.pid)
+    done, took = await rate(call, IN_FLIGHT, seconds)
+    return Window(done / took, (cpu_seconds(process.pid) - before) / done * 1e6)
+
+
+Wire = tuple[bytes, dict[str, str]]
+
+
+def encode(intent: Intent) -> Wire:
+    """The bytes and headers the intent travels as."""
+    wire = intent.with_deadline(DEADLINE_S)
+    return wire.to_wire(), intent_headers(wire)
+
+
+async def send(nc: Client, subject: str, wire: Wire, *, check: bool = True) -> None:
+    """One request; with ``check``, its reply must be a success (a floor's reply is not one)."""
+    reply = await nc.request(subject, wire[0], timeout=30, headers=wire[1])
+    if check and json.loads(reply.data).get("ok") is not True:
+        raise RuntimeError(f"{subject} failed: {reply.data[:200]!r}")
+
+
+async def measure(data_dir: Path, seconds: float, rounds: int) -> None:
+    server, bench, roles = secured_nats(data_dir)
+    context = str(write_context(bench, data_dir / "bench-context.json"))
+    echo = floor(
+        "echo-floor", data_dir, "responder", "--context", context, "--subject", ECHO_SUBJECT
     )
-    worker = await start_worker(settings)
+    kv = floor(
+        "kv-floor", data_dir, "responder", "--context", context,
+        "--subject", KV_SUBJECT, "--kv", SESSIONS_BUCKET,
+    )  # fmt: skip
     try:
-        # One user per caller, as many people logging in at once would be.
-        names = [f"c{concurrency}u{i}" for i in range(callers)]
-        verifies_of, logins_of = [], []
-        for name in names:
-            user = await ask(nc, CreateUser(username=name, password=SecretStr("pw")), 10)
-            assert isinstance(user, CreateUserReply)
-            made = await ask(nc, CreateSession(user_id=user.user.id, username=name), 10)
-            assert isinstance(made, CreateSessionReply)
-            verifies_of.append(
-                VerifySession(session_id=made.session.session_id, user_id=user.user.id)
-            )
-            logins_of.append(AuthenticateUser(username=name, password=SecretStr("pw")))
-        verifies = await rate(lambda i: ask(nc, verifies_of[i], 10), callers, seconds)
-        logins = await rate(lambda i: ask(nc, logins_of[i], 30), callers, seconds)
-        return verifies, logins
-    finally:
-        await worker.stop()
-
-
-async def main(callers: int, seconds: float) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        server, bench, _ = secured_nats(Path(tmp))
-        nc = await connect(bench, "bench")
-        try:
-            baseline = await echo_rate(nc, callers, seconds)
-            print(f"{callers} callers, {seconds:.0f} s per measurement, one worker")
-            print(f"{'raw nats-py echo (baseline)':<40} {baseline:8.0f} req/s")
-            for concurrency in CONCURRENCIES:
-                verifies, logins = await worker_rates(
-                    nc, server.url, Path(tmp), concurrency, callers, seconds
+        with runtime(data_dir) as worker, echo, kv:
+            nc = await connect(bench, "bench")
+            experience = await connect(roles[Role.EXPERIENCE], "bench-experience")
+            verifies = []
+            for i in range(IN_FLIGHT):
+                user_id = new_id()
+                made = await ask(nc, CreateSession(user_id=user_id, username=f"u{i}"), 10)
+                assert isinstance(made, CreateSessionReply)
+                verifies.append(
+                    encode(VerifySession(session_id=made.session.session_id, user_id=user_id))
                 )
-                print(
-                    f"runtime_concurrency={concurrency:<4} VerifySession {verifies:8.0f} req/s "
-                    f"({verifies / baseline:.2f} of echo)   AuthenticateUser {logins:6.1f} req/s"
-                )
-        finally:
+
+            def create(i: int) -> Awaitable[None]:
+                wire = encode(CreateSession(user_id=new_id(), username=f"new{i}"))
+                return send(experience, CreateSession.subject, wire)
+
+            table: dict[str, list[Window]] = {}
+            for i in range(rounds):
+                measured = {
+                    "echo floor": await window(
+                        echo, lambda i: send(nc, ECHO_SUBJECT, verifies[i], check=False), seconds
+                    ),
+                    "KV-get floor": await window(
+                        kv, lambda i: send(nc, KV_SUBJECT, verifies[i], check=False), seconds
+                    ),
+                    "VerifySession": await window(
+                        worker, lambda i: send(experience, VerifySession.subject, verifies[i]),
+                        seconds,
+                    ),
+                    "CreateSession": await window(worker, create, seconds),
+                }  # fmt: skip
+                print(f"round {i + 1}: " + "  ".join(
+                    f"{name} {w.per_s:6.0f}/s {w.cpu_us:4.0f} µs" for name, w in measured.items()
+                ))  # fmt: skip
+                for name, w in measured.items():
+                    table.setdefault(name, []).append(w)
+            await experience.close()
             await nc.close()
-            server.stop()
+    finally:
+        server.stop()
+    print(f"{IN_FLIGHT} in flight, {seconds:g} s windows, {rounds} rounds (medians over rounds)")
+    print(f"{'':<16}{'req/s':>8}  {'CPU µs/req':>10}  (of the answering process)")
+    for name, windows in table.items():
+        per_s = median([w.per_s for w in windows])
+        print(f"{name:<16}{per_s:8.0f}  {median([w.cpu_us for w in windows]):10.0f}")
+    pairs = zip(table["VerifySession"], table["echo floor"], table["KV-get floor"], strict=True)
+    ratios = [(v.per_s / e.per_s, v.per_s / k.per_s) for v, e, k in pairs]
+    print(f"VerifySession / KV-get floor: {median([r[1] for r in ratios]):.2f}x")
+    print(f"VerifySession / echo floor:   {median([r[0] for r in ratios]):.2f}x  (the goal's)")
+    result("verify_throughput", median([r[0] for r in ratios]), ">=", GOAL)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="1.5 s windows x 2 rounds")
+    args = parser.parse_args()
+    seconds, rounds = (1.5, 2) if args.quick else (args.seconds, args.rounds)
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(measure(Path(tmp), seconds, rounds))
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--callers", type=int, default=64)
-    parser.add_argument("--seconds", type=float, default=3.0)
-    args = parser.parse_args()
-    asyncio.run(main(args.callers, args.seconds))
+    main()
