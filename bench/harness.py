@@ -46,6 +46,8 @@ from bus.provision import ensure_secrets, role_identity, write_contexts, write_s
 from bus.settings import Settings
 from experience.app import create_app
 from experience.server import build_server
+from intents import Intent
+from intents.request import intent_headers
 from runtime_worker.app import start_worker
 
 BENCH = Path(__file__).resolve().parent
@@ -222,6 +224,26 @@ async def rate(
     began = time.perf_counter()
     await asyncio.gather(*(loop(i) for i in range(in_flight)))
     return done, time.perf_counter() - began
+
+
+# Far enough that no intent sent during a run reaches its deadline.
+DEADLINE_S = 3600
+Wire = tuple[bytes, dict[str, str]]
+
+
+def encode(intent: Intent) -> Wire:
+    """The bytes and headers an intent travels as (encoded once, sent many times)."""
+    wire = intent.with_deadline(DEADLINE_S)
+    return wire.to_wire(), intent_headers(wire)
+
+
+async def send(nc: Client, subject: str, wire: Wire, *, check: bool = True) -> bytes:
+    """One request by plain ``nc.request``; with ``check`` its reply must be a success (a
+    floor's reply is not one). The reply's bytes."""
+    reply = await nc.request(subject, wire[0], timeout=30, headers=wire[1])
+    if check and json.loads(reply.data).get("ok") is not True:
+        raise RuntimeError(f"{subject} failed: {reply.data[:200]!r}")
+    return bytes(reply.data)
 
 
 def median(values: Sequence[float]) -> float:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,29 +29,28 @@ from pathlib import Path
 from harness import (
     Process,
     cpu_seconds,
+    encode,
     floor,
     median,
     rate,
     result,
     runtime,
     secured_nats,
+    send,
     write_context,
 )
-from nats.aio.client import Client
 
 from bus.connection import connect
 from bus.names import SESSIONS_BUCKET
 from bus.permissions import Role
-from intents import CreateSession, CreateSessionReply, Intent, VerifySession
+from intents import CreateSession, CreateSessionReply, VerifySession
 from intents.base import new_id
-from intents.request import ask, intent_headers
+from intents.request import ask
 
 IN_FLIGHT = 64
 ECHO_SUBJECT = "bench.floor.echo"
 KV_SUBJECT = "bench.floor.kv"
 GOAL = 0.5
-# Far enough that no intent sent during the run reaches its deadline.
-DEADLINE_S = 3600
 
 
 @dataclass
@@ -69,22 +67,6 @@ async def window(
     before = cpu_seconds(process.pid)
     done, took = await rate(call, IN_FLIGHT, seconds)
     return Window(done / took, (cpu_seconds(process.pid) - before) / done * 1e6)
-
-
-Wire = tuple[bytes, dict[str, str]]
-
-
-def encode(intent: Intent) -> Wire:
-    """The bytes and headers the intent travels as."""
-    wire = intent.with_deadline(DEADLINE_S)
-    return wire.to_wire(), intent_headers(wire)
-
-
-async def send(nc: Client, subject: str, wire: Wire, *, check: bool = True) -> None:
-    """One request; with ``check``, its reply must be a success (a floor's reply is not one)."""
-    reply = await nc.request(subject, wire[0], timeout=30, headers=wire[1])
-    if check and json.loads(reply.data).get("ok") is not True:
-        raise RuntimeError(f"{subject} failed: {reply.data[:200]!r}")
 
 
 async def measure(data_dir: Path, seconds: float, rounds: int) -> None:
@@ -110,7 +92,7 @@ async def measure(data_dir: Path, seconds: float, rounds: int) -> None:
                     encode(VerifySession(session_id=made.session.session_id, user_id=user_id))
                 )
 
-            def create(i: int) -> Awaitable[None]:
+            def create(i: int) -> Awaitable[bytes]:
                 wire = encode(CreateSession(user_id=new_id(), username=f"new{i}"))
                 return send(experience, CreateSession.subject, wire)
 
