@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     ws_ping_interval_s: float = Field(default=20.0, gt=0)
     ws_ping_timeout_s: float = Field(default=20.0, gt=0)
     ws_drain_timeout_s: float = Field(default=5.0, ge=0)
+    # permessage-deflate keeps a zlib compressor and decompressor per socket (~30 KB each idle
+    # socket, bench/socket_rss.py) to shrink frames that are mostly small JSON: off by default.
+    ws_per_message_deflate: bool = False
     agent_deadline_s: float = Field(default=300.0, gt=0)
 
     # Agent work (runtime side). A delivery not acked within ``agent_ack_wait_s`` goes to another

@@ -78,6 +78,11 @@ class Keyring:
         """The key that signs new tokens."""
         return self._signing[self.active_kid]
 
+    @property
+    def only_kid(self) -> str | None:
+        """The kid of the one key, when there is one: no need to read the header to pick it."""
+        return next(iter(self._verifying)) if len(self._verifying) == 1 else None
+
     def verifying_key(self, kid: str) -> Any:
         """The key for ``kid``; an unknown kid is an invalid token."""
         try:
@@ -157,6 +162,16 @@ class Tokens:
         """The claims of a valid, unexpired token, else ``TokenInvalid`` or ``TokenExpired``."""
         return self._decode(token, allow_expired=False)
 
+    @staticmethod
+    def _unverified_kid(token: str) -> str:
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError as exc:
+            raise TokenInvalid() from exc
+        if not isinstance(kid, str):
+            raise TokenInvalid()
+        return kid
+
     def verify_for_refresh(self, token: str) -> TokenClaims:
         """Like ``verify``, but also accepts a token that expired within the refresh grace."""
         claims = self._decode(token, allow_expired=True)
@@ -165,15 +180,11 @@ class Tokens:
         return claims
 
     def _decode(self, token: str, *, allow_expired: bool) -> TokenClaims:
+        # One parse of the token: the header is read before the signature check only to pick
+        # among several keys (during a rotation), and checked after it either way.
+        kid = self.keyring.only_kid or self._unverified_kid(token)
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise TokenInvalid() from exc
-        kid = header.get("kid")
-        if not isinstance(kid, str) or header.get("alg") != self.keyring.algorithm:
-            raise TokenInvalid()
-        try:
-            payload = jwt.decode(
+            decoded = jwt.decode_complete(
                 token,
                 self.keyring.verifying_key(kid),
                 algorithms=[self.keyring.algorithm],
@@ -186,6 +197,9 @@ class Tokens:
             raise TokenExpired() from exc
         except jwt.PyJWTError as exc:
             raise TokenInvalid() from exc
+        header, payload = decoded["header"], decoded["payload"]
+        if header.get("kid") != kid or header.get("alg") != self.keyring.algorithm:
+            raise TokenInvalid()
         sub, sid, jti = payload["sub"], payload["sid"], payload["jti"]
         if not all(isinstance(v, str) for v in (sub, sid, jti)):
             raise TokenInvalid()

@@ -62,7 +62,7 @@ class Gate:
         self.registry = Registry(settings.ws_max_per_session, settings.ws_max_per_user)
         self.agents = AgentChannel(self)
         self._pending_admissions = 0
-        self._writers: set[asyncio.Task[None]] = set()
+        self._checks: set[asyncio.Task[None]] = set()
         self._subs: list[Subscription] = []
         self._stopped = False
         self._watch: Subscription | None = None
@@ -109,9 +109,10 @@ class Gate:
         if self._stopped:
             return
         self._stopped = True
-        self.registry.close_all(CloseCode.GOING_AWAY, "server going away")
-        if self._writers:
-            await asyncio.wait(set(self._writers), timeout=self.settings.ws_drain_timeout_s)
+        conns = self.registry.close_all(CloseCode.GOING_AWAY, "server going away")
+        if conns:
+            timeout = self.settings.ws_drain_timeout_s
+            await asyncio.gather(*(conn.drained(timeout) for conn in conns))
         subs = [*self._subs, *([self._watch] if self._watch is not None else [])]
         for sub in subs:
             with contextlib.suppress(Exception):
@@ -186,10 +187,8 @@ class Gate:
             max_in_flight=self.settings.ws_max_in_flight,
         )
         self.registry.add(conn)
-        writer = asyncio.create_task(conn.run_writer())
-        self._writers.add(writer)
-        watchdog = asyncio.create_task(self._watch_expiry(conn))
-        log.info(
+        conn.watch_deadline(self._deadline_passed)
+        log.debug(
             "socket %s admitted for session %s [%s]",
             conn.socket_id,
             conn.session_id,
@@ -200,12 +199,9 @@ class Gate:
         finally:
             conn.close(1000, "bye")
             self.registry.remove(conn)
-            watchdog.cancel()
             # Nobody is left to read what its runs send: stop them (revocation lands here too).
             await self.agents.cancel_runs(conn)
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(writer, timeout=self.settings.ws_drain_timeout_s)
-            self._writers.discard(writer)
+            await conn.drained(self.settings.ws_drain_timeout_s)
 
     async def _read(self, conn: Connection) -> None:
         while True:
@@ -257,22 +253,26 @@ class Gate:
             conn.close(close_code_for(exc), exc.code)
             return None
 
-    async def _watch_expiry(self, conn: Connection) -> None:
-        while not conn.closing:
-            delay = (conn.deadline - utcnow()).total_seconds()
-            if delay > 0:
-                conn.deadline_changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(conn.deadline_changed.wait(), timeout=delay)
-                continue
-            if conn.token_exp <= utcnow():
-                conn.close(CloseCode.EXPIRED, "token expired")
-                return
-            session = await self.verify(conn, new_id())
-            if session is not None:
-                conn.extend(conn.token_exp, session.expires_at)
-                if session.expires_at <= utcnow():
-                    conn.close(CloseCode.EXPIRED, "session expired")
+    def _deadline_passed(self, conn: Connection) -> None:
+        """The socket's token or session reached its expiry: close it, or re-check the session
+        (it may have been used elsewhere since, pushing its idle deadline)."""
+        if conn.closing:
+            return
+        if conn.token_exp <= utcnow():
+            conn.close(CloseCode.EXPIRED, "token expired")
+            return
+        check = asyncio.get_running_loop().create_task(self._recheck(conn))
+        self._checks.add(check)
+        check.add_done_callback(self._checks.discard)
+
+    async def _recheck(self, conn: Connection) -> None:
+        session = await self.verify(conn, new_id())
+        if session is None or conn.closing:
+            return
+        if session.expires_at <= utcnow():
+            conn.close(CloseCode.EXPIRED, "session expired")
+        else:
+            conn.extend(conn.token_exp, session.expires_at)
 
     def expiry_of(self, exp: datetime, session: VerifySessionReply) -> dict[str, Any]:
         """The ``refreshed`` frame for new expiries."""

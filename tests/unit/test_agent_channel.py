@@ -29,11 +29,20 @@ class RacingJetStream:
         await self.deliver(RunAgent.model_validate_json(payload))
 
 
-def outbox(conn: Connection) -> list[dict[str, Any]]:
-    frames = []
-    while not conn._outbox.empty():
-        frames.append(json.loads(conn._outbox.get_nowait()))
-    return frames
+class RecordingSocket:
+    """A client that takes every frame at once."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send_text(self, text: str) -> None:
+        self.sent.append(text)
+
+
+async def outbox(conn: Connection) -> list[dict[str, Any]]:
+    """The frames the socket was sent, once everything queued has gone out."""
+    await conn.drained(timeout=1.0)
+    return [json.loads(text) for text in conn.websocket.sent]  # type: ignore[attr-defined]
 
 
 async def test_replies_that_overtake_the_ack_are_sent_after_it() -> None:
@@ -73,14 +82,14 @@ async def test_replies_that_overtake_the_ack_are_sent_after_it() -> None:
     frame = {"type": "intent", "id": "1", "intent": "echo", "payload": {"items": [1]}}
     await channel.on_frame(conn, json.dumps(frame))
 
-    assert [f["type"] for f in outbox(conn)] == ["ack", "event", "result"]
+    assert [f["type"] for f in (await outbox(conn))] == ["ack", "event", "result"]
     assert conn.in_flight == set()
     assert conn.unacked == {}
 
 
 def idle_conn() -> Connection:
     return Connection(
-        None,  # type: ignore[arg-type]
+        RecordingSocket(),  # type: ignore[arg-type]
         socket_id="sock",
         session_id="a" * 32,
         user_id="b" * 32,
@@ -114,7 +123,7 @@ async def test_every_unparseable_frame_gets_an_error_frame(text: str) -> None:
     conn = idle_conn()
     channel = AgentChannel(SimpleNamespace())  # type: ignore[arg-type]
     await channel.on_frame(conn, text)
-    [frame] = outbox(conn)
+    [frame] = await outbox(conn)
     assert (frame["type"], frame["code"]) == ("error", "invalid_frame")
     assert not conn.closing
 

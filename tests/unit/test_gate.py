@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from datetime import UTC, datetime
 from typing import Any
 
@@ -107,8 +109,13 @@ def test_explicit_hosts_replace_the_default() -> None:
 
 
 class FakeSocket:
+    """A client that never takes a frame: every send waits forever."""
+
     def __init__(self) -> None:
         self.sent: list[str] = []
+
+    async def send_text(self, text: str) -> None:
+        await asyncio.Event().wait()
 
 
 def conn(socket_id: str, session: str = "s1", user: str = "u1", queue: int = 4) -> Connection:
@@ -140,7 +147,7 @@ def test_registry_limits_and_removal() -> None:
     assert len(registry) == 2
 
 
-def test_session_end_closes_its_sockets_only() -> None:
+async def test_session_end_closes_its_sockets_only() -> None:
     registry = Registry(8, 8)
     mine, also_mine, other = conn("a"), conn("b"), conn("c", session="s2")
     for c in (mine, also_mine, other):
@@ -150,7 +157,7 @@ def test_session_end_closes_its_sockets_only() -> None:
     assert other.close_code is None
 
 
-def test_socket_admitted_just_after_its_session_ended_is_closed() -> None:
+async def test_socket_admitted_just_after_its_session_ended_is_closed() -> None:
     registry = Registry(8, 8)
     registry.session_ended("s1", CloseCode.EXPIRED)
     late = conn("late")
@@ -158,18 +165,22 @@ def test_socket_admitted_just_after_its_session_ended_is_closed() -> None:
     assert late.close_code == CloseCode.EXPIRED
 
 
-def test_slow_client_is_closed_not_buffered() -> None:
+async def test_slow_client_is_closed_not_buffered() -> None:
     c = conn("slow", queue=3)
-    for i in range(3):
+    c.send({"n": 0})
+    await asyncio.sleep(0)  # the flusher takes the first frame and is stuck sending it
+    assert len(c._outbox) == 0
+    for i in range(1, 4):
         c.send({"n": i})
     assert not c.closing
-    c.send({"n": 3})
+    c.send({"n": 4})
     assert c.close_code == CloseCode.TOO_MANY
-    c.send({"n": 4})  # ignored once closing
-    assert c._outbox.qsize() == 3
+    assert len(c._outbox) == 0  # dropped: the close goes out next
+    c.send({"n": 5})  # ignored once closing
+    assert len(c._outbox) == 0
 
 
-def test_first_close_wins() -> None:
+async def test_first_close_wins() -> None:
     c = conn("x")
     c.close(CloseCode.SESSION_GONE)
     c.close(CloseCode.GOING_AWAY)

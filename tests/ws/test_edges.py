@@ -216,3 +216,19 @@ async def test_revoking_the_session_mid_run_cancels_the_run(
         assert await close_code(ws) == CloseCode.SESSION_GONE
     await asyncio.wait_for(stopped.wait(), 5)
     assert await audit_outcome(nc, intent_id) == CANCELLED
+
+
+async def test_permessage_deflate_is_declined_by_default_and_taken_when_enabled(
+    make_stack: StackFactory,
+) -> None:
+    # The client offers it (websockets does by default); each negotiated socket keeps a zlib
+    # compressor and decompressor for its whole life, so the server declines unless told.
+    for enabled in (False, True):
+        stack = await make_stack(ws_per_message_deflate=enabled)
+        name = f"deflate-{enabled}".lower()
+        await stack.add_user(name)
+        token = (await stack.login(name))["session_token"]
+        async with stack.open(token) as ws:
+            accepted = ws.response.headers.get("Sec-WebSocket-Extensions") or ""
+            assert ("permessage-deflate" in accepted) is enabled
+            assert await echoes(ws)
