@@ -11,6 +11,8 @@ sessions: creating one more revokes the oldest (their sockets close through the 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -177,14 +179,14 @@ async def evict_oldest(
     under the cap for a moment: never over it once both are done.
     """
     live = [
-        s
-        for s in await sessions.of_user(newest.user_id)
+        (s, rev)
+        for s, rev in await sessions.of_user_stored(newest.user_id)
         if s.session_id != newest.session_id and effective(s, now).state is SessionState.ACTIVE
     ]
     excess = len(live) + 1 - limit
     if excess <= 0:
         return []
-    live.sort(key=lambda s: (s.created_at, s.session_id))
+    live.sort(key=lambda stored: (stored[0].created_at, stored[0].session_id))
     evicted = await _revoke_each(sessions, live[:excess], now, "evicted: too many sessions")
     if evicted:
         log.info("user %s: evicted %d oldest session(s)", newest.user_id, len(evicted))
@@ -298,26 +300,45 @@ async def revoke_all(
 ) -> list[str]:
     """Revoke every active session of ``user_id`` but ``spare``; the ids that were revoked."""
     targets = [
-        s
-        for s in await sessions.of_user(user_id)
+        (s, rev)
+        for s, rev in await sessions.of_user_stored(user_id)
         if s.session_id != spare and s.state is SessionState.ACTIVE
     ]
     return await _revoke_each(sessions, targets, now, reason)
 
 
+# Revocations of one call in flight at once: 1,000 sessions one after the other took 450 ms
+# of round trips; this many at once keep the server busy without flooding it.
+REVOKE_CONCURRENCY = 64
+
+
 async def _revoke_each(
-    sessions: SessionStore, targets: list[SessionInfo], now: datetime, reason: str
+    sessions: SessionStore, targets: list[tuple[SessionInfo, int]], now: datetime, reason: str
 ) -> list[str]:
-    """Revoke each of ``targets`` still active; the ids this call revoked."""
-    done = []
-    for session in targets:
-        try:
-            after = await sessions.mutate(session.session_id, lambda s: revoked(s, now, reason))
-        except SessionNotFound:
-            continue
-        if after.revoked_at == now:
-            done.append(session.session_id)
-    return done
+    """Revoke each of ``targets`` (sessions as read, with their revisions) still active; the ids
+    this call revoked.
+
+    Each is one compare-and-set write from what was read; a session that changed since is read
+    again (``mutate``).
+    """
+    slots = asyncio.Semaphore(REVOKE_CONCURRENCY)
+
+    async def one(session: SessionInfo, revision: int) -> bool:
+        update = revoked(session, now, reason)
+        if update is None:
+            return False
+        async with slots:
+            with contextlib.suppress(RevisionMismatch):
+                await sessions.replace(update, revision)
+                return True
+            try:
+                after = await sessions.mutate(session.session_id, lambda s: revoked(s, now, reason))
+            except SessionNotFound:
+                return False
+            return after.revoked_at == now
+
+    done = await asyncio.gather(*(one(session, revision) for session, revision in targets))
+    return [session.session_id for (session, _), ok in zip(targets, done, strict=True) if ok]
 
 
 async def revoke_user_sessions(

@@ -87,10 +87,14 @@ class SessionStore:
 
     async def of_user(self, user_id: str) -> list[SessionInfo]:
         """Every stored session of ``user_id``, found through the index (no scan of the bucket)."""
+        return [session for session, _ in await self.of_user_stored(user_id)]
+
+    async def of_user_stored(self, user_id: str) -> list[tuple[SessionInfo, int]]:
+        """``of_user`` with each session's revision, for compare-and-set writes."""
         # The index key names the session (``<user id>.<session id>``): no need to read values.
         keys = await self._by_user.keys(index_key(user_id, "*"))
         found = await asyncio.gather(*(self.get(key.rsplit(".", 1)[-1]) for key in keys))
-        return [s for s, _ in filter(None, found) if s.user_id == user_id]
+        return [(s, rev) for s, rev in filter(None, found) if s.user_id == user_id]
 
     async def reindex(self) -> int:
         """Index every stored session (for sessions older than the index); how many were added.
