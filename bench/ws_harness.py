@@ -174,13 +174,17 @@ class Stack:
         """The signing keys ``up`` generated (the bare floor verifies with the same key)."""
         return self.data_dir / "signing-keys.json"
 
-    async def start_up(self, name: str) -> Server:
-        """Another ``symphainy up`` on the same bus and data dir (e.g. a fresh one per repeat)."""
-        return await start_up(self.nats_url, self.data_dir, self.tmp, self.env, name)
+    async def start_up(self, name: str, env: Mapping[str, str] | None = None) -> Server:
+        """Another ``symphainy up`` on the same bus and data dir (e.g. a fresh one per repeat),
+        with the stack's settings overrides and ``env``'s."""
+        merged = self.env | dict(env or {})
+        return await start_up(self.nats_url, self.data_dir, self.tmp, merged, name)
 
-    async def start_bare(self, name: str = "bare") -> Server:
-        """The bare floor app, verifying tokens with ``up``'s key."""
+    async def start_bare(self, name: str = "bare", *, deflate: bool = True) -> Server:
+        """The bare floor app, verifying tokens with ``up``'s key; ``deflate``: whether it
+        accepts permessage-deflate (uvicorn's default)."""
         args = [str(Path(__file__)), "--bare", str(self.key_file)]
+        args += [] if deflate else ["--no-deflate"]
         return await start_server(name, args, self.tmp, BARE_LINE, {})
 
 
@@ -465,7 +469,7 @@ def bare_app(key_file: Path) -> Any:
     return app
 
 
-async def _serve_bare(key_file: Path) -> None:
+async def _serve_bare(key_file: Path, deflate: bool) -> None:
     # Bound as ``symphainy up`` binds (IPPROTO_TCP, so accepted connections get TCP_NODELAY).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -478,6 +482,7 @@ async def _serve_bare(key_file: Path) -> None:
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         ws_max_size=64 * 1024,
+        ws_per_message_deflate=deflate,
         log_level="warning",
         lifespan="off",
     )
@@ -489,4 +494,6 @@ async def _serve_bare(key_file: Path) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="the bare floor app of the socket benchmarks")
     parser.add_argument("--bare", type=Path, required=True, metavar="KEY_FILE")
-    asyncio.run(_serve_bare(parser.parse_args().bare))
+    parser.add_argument("--no-deflate", action="store_true", help="refuse permessage-deflate")
+    args = parser.parse_args()
+    asyncio.run(_serve_bare(args.bare, not args.no_deflate))
