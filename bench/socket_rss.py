@@ -78,12 +78,12 @@ async def main(n: int, repeats: int) -> None:
             for case, (setting, message) in CASES.items():
                 extra = {} if setting is None else {DEFLATE_ENV: str(setting).lower()}
                 up = await stack.start_up(f"up-{case}-{r}", extra)
-                kb, deflate = await _per_socket_kb(up, token, n, message)
+                per_socket, deflate = await _per_socket_kb(up, token, n, message)
                 if setting is not None and deflate != setting:
                     raise RuntimeError(f"{DEFLATE_ENV}={setting} but deflate negotiated: {deflate}")
                 if setting is None:
                     default_deflate = deflate
-                ours[case].append(kb)
+                ours[case].append(per_socket)
                 bare = await stack.start_bare(f"bare-{case}-{r}", deflate=deflate)
                 floor[case].append((await _per_socket_kb(bare, token, n, message))[0])
                 print(
