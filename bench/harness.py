@@ -18,6 +18,7 @@ older scripts (list_sessions, login_timing) still use them.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import os
 import re
@@ -76,6 +77,13 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env | extra
 
 
+def _own_group_dying_with_parent() -> None:
+    # Its own process group (stopped as one), and SIGTERM when the benchmark dies, however.
+    os.setsid()
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class Process:
     """One command in its own process group, ready once its log matches ``ready``."""
 
@@ -109,7 +117,7 @@ class Process:
             stdin=subprocess.DEVNULL,
             cwd=self.workdir,
             env=self.env,
-            start_new_session=True,
+            preexec_fn=_own_group_dying_with_parent,
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         # The log is a file, not a pipe, so nothing in this process has to keep draining it
