@@ -1,74 +1,205 @@
-"""How long from a revocation over HTTP until the session's open socket is closed with 4404.
+"""``RevokeUserSessions`` of 1,000 sessions of one user, each with one open socket: time from
+sending the intent until the last socket is closed with 4404, vs 1,000 KV puts at 64 in flight.
 
-Real nats-server, runtime worker and uvicorn; sockets via the ``websockets`` client. The
-baseline, measured in the same run, is one Bearer HTTP round trip (``GET /api/session/{id}``:
-verify, then read), so the ratio says what the watch adds on top of plain request work.
-Run: ``.venv/bin/python bench/revocation_latency.py [--n 200]``.
+Ours: the real ``symphainy up`` (bench/ws_harness.py). Each round creates a user (as the admin
+does), stores its N sessions with the runtime's own store class as the ``runtime`` identity (the
+records and user index exactly as ``CreateSession`` writes them, without its eviction pass,
+which reads every session of the user: N creates would cost N^2/2 reads with the cap raised to
+N), issues each a token with the Experience Plane's ``Tokens``, opens one socket per session
+(admitted through the gate's real ``VerifySession``: each answers a ping), then sends
+``RevokeUserSessions`` as the Experience Plane sends it, on the bus as the ``experience``
+identity, and waits for every socket's close frame. The runtime writes each session revoked; the
+gate's watch on the sessions bucket sees each write and closes the session's socket. The floor,
+on the same nats-server: N puts of a value the size of a session record into a bucket
+configured as the sessions bucket, 64 in flight, by the ``bench`` user. Rounds alternate,
+median of the totals. The setting changed: ``ws_max_per_user`` raised above N.
+Run: ``.venv/bin/python bench/revocation_latency.py [--n 1000] [--repeats 3] [--quick]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import secrets
 import statistics
 import time
+from datetime import timedelta
 
-import httpx
-from harness import running_system
+import ws_harness
+from nats.aio.client import Client
 from pydantic import SecretStr
-from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed
 
-from intents import CreateUser
-from intents.request import ask
+from bus import names
+from bus.connection import connect
+from bus.permissions import Role
+from bus.settings import Settings
+from bus.state import bucket_configs
+from experience import keys
+from experience.tokens import Tokens
+from intents import (
+    CreateUser,
+    CreateUserReply,
+    RevokeUserSessions,
+    RevokeUserSessionsReply,
+    SessionInfo,
+    SessionState,
+    new_id,
+    utcnow,
+)
+from intents.request import request
+from runtime_worker.kv import NatsBucket
+from runtime_worker.store import SessionStore
 
-PASSWORD = "a benchmark password"
+GOAL = 1.2
+FLOOR_IN_FLIGHT = 64
+FLOOR_BUCKET = "bench_floor"
+SESSIONS_BUCKET_CONFIG = 0  # bucket_configs lists the sessions bucket first
 
 
-def summary(name: str, samples: list[float]) -> str:
-    cuts = statistics.quantiles(samples, n=100)
-    return f"{name:<42} p50 {statistics.median(samples):7.2f} ms   p99 {cuts[98]:7.2f} ms"
+@dataclasses.dataclass
+class Clients:
+    """The bus connections of the benchmark, one per identity it acts as."""
+
+    admin: Client
+    runtime: Client
+    experience: Client
+    bench: Client
 
 
-async def main(n: int) -> None:
-    async with running_system(http=True) as system:
-        await ask(system.nc, CreateUser(username="bench", password=SecretStr(PASSWORD)), 10)
-        assert system.base_url is not None
-        base = system.base_url
-        revocations, round_trips = [], []
-        async with httpx.AsyncClient(base_url=base) as http:
-            for _ in range(n):
-                login = (
-                    await http.post(
-                        "/api/auth/login", json={"username": "bench", "password": PASSWORD}
-                    )
-                ).json()
-                auth = {"Authorization": f"Bearer {login['session_token']}"}
-                started = time.perf_counter()
-                await http.get(f"/api/session/{login['session_id']}", headers=auth)
-                round_trips.append((time.perf_counter() - started) * 1e3)
-                code = None
-                async with ws_connect(
-                    base.replace("http", "ws") + "/api/runtime/agent",
-                    subprotocols=["symphainy.v1", f"bearer.{login['session_token']}"],  # type: ignore[list-item]
-                ) as ws:
-                    started = time.perf_counter()
-                    await http.delete(f"/api/session/{login['session_id']}", headers=auth)
-                    try:
-                        await ws.recv()
-                    except ConnectionClosed as closed:
-                        code = closed.rcvd.code if closed.rcvd else None
-                    if code != 4404:
-                        raise RuntimeError(f"expected close 4404, got {code}")
-                    revocations.append((time.perf_counter() - started) * 1e3)
-        print(f"{n} sessions, one socket each")
-        print(summary("baseline: GET /api/session/{id} (Bearer)", round_trips))
-        print(summary("DELETE /api/session/{id} -> socket 4404", revocations))
-        ratio = statistics.median(revocations) / statistics.median(round_trips)
-        print(f"revocation-to-close / Bearer round trip (medians): {ratio:.2f}x")
+async def _seed(
+    clients: Clients, settings: Settings, username: str, n: int
+) -> tuple[str, list[str]]:
+    """A new user with ``n`` active sessions: (user id, a token per session)."""
+    created = await request(
+        clients.admin,
+        CreateUser(username=username, password=SecretStr(secrets.token_urlsafe(18))),
+        CreateUserReply,
+        30,
+    )
+    user_id = created.user.id
+    js = clients.runtime.jetstream()
+    store = SessionStore(
+        NatsBucket(await js.key_value(names.SESSIONS_BUCKET)),
+        NatsBucket(await js.key_value(names.SESSIONS_BY_USER_BUCKET)),
+    )
+    tokens = Tokens.from_settings(settings)
+    now = utcnow()
+    lifetime = timedelta(seconds=settings.session_max_lifetime_s)
+    idle = timedelta(seconds=settings.session_idle_timeout_s)
+    gate = asyncio.Semaphore(FLOOR_IN_FLIGHT)
+
+    async def one() -> str:
+        session = SessionInfo(
+            session_id=new_id(),
+            user_id=user_id,
+            username=username,
+            state=SessionState.ACTIVE,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + min(idle, lifetime),
+            absolute_expires_at=now + lifetime,
+            jti=new_id(),
+        )
+        async with gate:
+            await store.create(session)
+        issued = tokens.issue(
+            user_id, session.session_id, session.absolute_expires_at, jti=session.jti
+        )
+        return issued.token
+
+    return user_id, list(await asyncio.gather(*(one() for _ in range(n))))
+
+
+async def _revoke_round(
+    stack: ws_harness.Stack, clients: Clients, settings: Settings, n: int, r: int
+) -> tuple[float, float]:
+    """(ms until the last socket closed, ms until the intent's reply) for one round."""
+    user_id, tokens = await _seed(clients, settings, f"revoked{r}", n)
+    sockets = await ws_harness.open_many(stack.up.address, tokens, n, deflate=True)
+    started = time.perf_counter()
+    reply = await request(
+        clients.experience,
+        RevokeUserSessions(user_id=user_id, reason="bench"),
+        RevokeUserSessionsReply,
+        60,
+    )
+    replied = time.perf_counter()
+    codes = await asyncio.wait_for(asyncio.gather(*(s.closed for s in sockets)), 60)
+    if len(reply.revoked) != n or set(codes) != {4404}:
+        raise RuntimeError(f"revoked {len(reply.revoked)} of {n}; close codes {set(codes)}")
+    last = max(s.closed_at for s in sockets)
+    return (last - started) * 1e3, (replied - started) * 1e3
+
+
+async def _floor_round(nc: Client, n: int, value: bytes) -> float:
+    """ms for ``n`` KV puts, ``FLOOR_IN_FLIGHT`` at a time."""
+    kv = await nc.jetstream().key_value(FLOOR_BUCKET)
+    gate = asyncio.Semaphore(FLOOR_IN_FLIGHT)
+
+    async def put(i: int) -> None:
+        async with gate:
+            await kv.put(f"s{i}", value)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(put(i) for i in range(n)))
+    return (time.perf_counter() - started) * 1e3
+
+
+async def main(n: int, repeats: int) -> None:
+    env = {"SYMPHAINY_WS_MAX_PER_USER": str(n + 10)}
+    async with ws_harness.stack(env) as stack:
+        settings = keys.resolve(Settings(data_dir=stack.data_dir))
+        clients = Clients(
+            admin=await connect(stack.roles[Role.ADMIN], "bench-admin"),
+            runtime=await connect(stack.roles[Role.RUNTIME], "bench-seed"),
+            experience=await connect(stack.roles[Role.EXPERIENCE], "bench-revoke"),
+            bench=await connect(stack.bench, "bench-floor"),
+        )
+        try:
+            js = clients.bench.jetstream()
+            sessions = bucket_configs(settings)[SESSIONS_BUCKET_CONFIG]
+            await js.create_key_value(dataclasses.replace(sessions, bucket=FLOOR_BUCKET))
+            value = b"x" * await _record_size(clients, settings)
+            ours, replies, floor = [], [], []
+            for r in range(repeats):
+                last, replied = await _revoke_round(stack, clients, settings, n, r)
+                ours.append(last)
+                replies.append(replied)
+                floor.append(await _floor_round(clients.bench, n, value))
+                print(
+                    f"round {r + 1}: last socket closed {last:.0f} ms (reply {replied:.0f} ms), "
+                    f"{n} KV puts {floor[-1]:.0f} ms",
+                    flush=True,
+                )
+        finally:
+            for nc in (clients.admin, clients.runtime, clients.experience, clients.bench):
+                await nc.close()
+    ours_ms, floor_ms = statistics.median(ours), statistics.median(floor)
+    print(f"RevokeUserSessions of {n} sessions with a socket each, median of {repeats} rounds")
+    print(f"intent sent -> last socket closed 4404   {ours_ms:8.0f} ms")
+    print(f"intent sent -> reply                     {statistics.median(replies):8.0f} ms")
+    print(f"floor: {n} KV puts ({len(value)} B), {FLOOR_IN_FLIGHT} in flight  {floor_ms:8.0f} ms")
+    print(f"ratio {ours_ms / floor_ms:.2f}")
+    print(ws_harness.result_line("revocation_latency", ours_ms / floor_ms, "<=", GOAL))
+
+
+async def _record_size(clients: Clients, settings: Settings) -> int:
+    """Bytes of one stored session record (of a seeded one-session user)."""
+    user_id, _ = await _seed(clients, settings, "sizer", 1)
+    js = clients.bench.jetstream()
+    index = await js.key_value(names.SESSIONS_BY_USER_BUCKET)
+    (key,) = [k for k in await index.keys() if k.startswith(f"{user_id}.")]
+    entry = await (await js.key_value(names.SESSIONS_BUCKET)).get(key.rsplit(".", 1)[-1])
+    if entry.value is None:
+        raise RuntimeError("the seeded session was not stored")
+    return len(entry.value)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=200)
-    asyncio.run(main(parser.parse_args().n))
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="the same 1,000, two rounds")
+    args = parser.parse_args()
+    asyncio.run(main(args.n, 2 if args.quick else args.repeats))

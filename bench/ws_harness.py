@@ -224,6 +224,12 @@ async def stack(env: Mapping[str, str] | None = None) -> AsyncIterator[Stack]:
             up = await start_up(nats.url, data_dir, tmp, overrides, "up")
             servers.append(up)
             yield Stack(tmp, data_dir, nats.url, bench, roles, up, overrides)
+        except BaseException:
+            # The temp dir goes with us: show what the servers logged last.
+            for log in sorted(tmp.glob("*.log")):
+                tail = log.read_text(errors="replace").splitlines()[-15:]
+                print(f"--- {log.name}", *tail, sep="\n", file=sys.stderr)
+            raise
         finally:
             for server in servers:
                 await server.stop()
