@@ -29,8 +29,9 @@ from experience import keys
 from experience.app import create_app
 from experience.server import ExperienceServer, build_server
 from intents import SymphainyError
-from runtime_worker.app import Worker, start_worker
+from runtime_worker.app import GRACEFUL_TIMEOUT_S, Worker, start_worker
 from symphainy import first_run, logs
+from symphainy.workers import WorkerProcesses, WorkerStartError
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,8 @@ async def _stop_workers(workers: list[Worker]) -> None:
 
 
 async def up(settings: Settings, *, embedded: bool) -> None:
-    """The whole system: embedded NATS (unless given a URL), workers, the Experience Plane."""
+    """The whole system: embedded NATS (unless given a URL), worker processes, the Experience
+    Plane."""
     stop = _stop_signal()
     sock = _listen(settings.host, settings.port)
     nats: EmbeddedNats | None = None
@@ -180,7 +182,11 @@ async def up(settings: Settings, *, embedded: bool) -> None:
         if embedded:
             nats = await _embedded_nats(settings)
             settings = settings.model_copy(update={"nats_url": nats.url})
-        workers = await _start_workers(settings)
+        workers = WorkerProcesses(settings)
+        try:
+            await workers.start()
+        except WorkerStartError as exc:
+            raise StartupError(str(exc)) from exc
         logs.adopt_library_loggers()
         try:
             try:
@@ -191,7 +197,7 @@ async def up(settings: Settings, *, embedded: bool) -> None:
                 print(admin_line, flush=True)
             await _serve(settings, stop, f"symphainy is up (NATS {settings.nats_url})", sock)
         finally:
-            await _stop_workers(workers)
+            await workers.stop(GRACEFUL_TIMEOUT_S + 2)
     finally:
         sock.close()
         if nats is not None:

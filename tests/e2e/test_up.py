@@ -70,7 +70,9 @@ def _env() -> dict[str, str]:
 
 
 @asynccontextmanager
-async def running_up(data_dir: Path, nats_port: int, port: int = 0) -> AsyncIterator[Up]:
+async def running_up(
+    data_dir: Path, nats_port: int, port: int = 0, *extra: str
+) -> AsyncIterator[Up]:
     """Start ``symphainy up`` and wait for the line that announces its URL; stderr (its log)
     goes to a file."""
     log_path = data_dir.parent / f"up-{nats_port}.log"
@@ -86,6 +88,7 @@ async def running_up(data_dir: Path, nats_port: int, port: int = 0) -> AsyncIter
         str(nats_port),
         "--data-dir",
         str(data_dir),
+        *extra,
         cwd=data_dir.parent,
         stdout=asyncio.subprocess.PIPE,
         stderr=log,
@@ -316,3 +319,52 @@ async def test_invalid_settings_are_one_line(tmp_path: Path) -> None:
         "error: invalid settings: port: Input should be a valid integer, unable to parse string "
         "as an integer"
     ]
+
+
+def worker_children(pid: int) -> set[int]:
+    """The pids of the ``symphainy runtime`` processes whose parent is ``pid``."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == pid and b"runtime" in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
+async def until(check: object, timeout: float = 20.0) -> None:
+    """Poll ``check()`` (a process appearing has no event to await) until true, or fail."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():  # type: ignore[operator]
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def test_workers_are_processes_restarted_when_they_die_and_stopped_with_up(
+    tmp_path: Path,
+) -> None:
+    async with running_up(tmp_path / "data", free_port(), 0, "--workers", "2") as up:
+        pid = up.process.pid
+        workers = worker_children(pid)
+        assert len(workers) == 2
+        assert up.admin_password is not None
+        assert (await login(up.url, "admin", up.admin_password)).status_code == 200
+
+        killed = min(workers)
+        os.kill(killed, signal.SIGKILL)
+        await until(lambda: len(worker_children(pid) - {killed}) == 2)
+        replaced = worker_children(pid)
+        assert killed not in replaced
+        assert len(replaced & workers) == 1
+        for _ in range(4):  # each worker of the queue group answers
+            assert (await login(up.url, "admin", up.admin_password)).status_code == 200
+
+        assert await stop(up) == 0
+        await until(lambda: not any(Path(f"/proc/{w}").exists() for w in replaced), 10)
+        assert "exited with -9; restarting" in up.log.read_text()
