@@ -225,15 +225,19 @@ async def stack(env: Mapping[str, str] | None = None) -> AsyncIterator[Stack]:
             servers.append(up)
             yield Stack(tmp, data_dir, nats.url, bench, roles, up, overrides)
         except BaseException:
-            # The temp dir goes with us: show what the servers logged last.
-            for log in sorted(tmp.glob("*.log")):
-                tail = log.read_text(errors="replace").splitlines()[-15:]
-                print(f"--- {log.name}", *tail, sep="\n", file=sys.stderr)
+            _print_log_tails(tmp)
             raise
         finally:
             for server in servers:
                 await server.stop()
             nats.stop()
+
+
+def _print_log_tails(log_dir: Path) -> None:
+    # The temp dir goes with the run: show what the servers logged last.
+    for log in sorted(log_dir.glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-15:]
+        print(f"--- {log.name}", *tail, sep="\n", file=sys.stderr)
 
 
 async def login_admin(stack: Stack, url: str) -> dict[str, Any]:
