@@ -128,7 +128,8 @@ class Gate:
             code = CloseCode.EXPIRED if expired else CloseCode.SESSION_GONE
             closed = self.registry.session_ended(session_id, code)
             if closed:
-                log.info("session %s ended: closed %d socket(s) with %d", session_id, closed, code)
+                # DEBUG: revoking a user's 1,000 sessions would otherwise log 1,000 lines here.
+                log.debug("session %s ended: closed %d socket(s) with %d", session_id, closed, code)
 
     async def serve(self, websocket: WebSocket) -> None:
         """The whole life of one socket, from handshake to close."""

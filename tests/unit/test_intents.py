@@ -7,7 +7,7 @@ import types
 from datetime import timedelta
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 import intents
 from intents import (
@@ -140,3 +140,27 @@ def test_a_rate_limit_carries_its_retry_after_across_the_wire() -> None:
     with pytest.raises(RateLimited) as caught:
         parse_reply(plain, PingReply)
     assert caught.value.retry_after is None
+
+
+SAMPLE_VALUES = {
+    "username": "alice",
+    "password": "correct horse",
+    "user_id": "b" * 32,
+    "session_id": "a" * 32,
+    "jti": "c" * 32,
+}
+
+
+def test_the_wire_form_of_every_intent_is_its_json_with_secrets_revealed() -> None:
+    # to_wire takes pydantic's serializer when an intent has no secret; both paths must agree.
+    for intent_type in REPLY_OF:
+        fields: dict[str, object] = {}
+        for name, field in intent_type.model_fields.items():
+            if field.is_required():
+                fields[name] = SAMPLE_VALUES[name]
+        intent = intent_type(**fields)
+        expected = intent.model_dump(mode="json")
+        for name, value in intent:
+            if isinstance(value, SecretStr):
+                expected[name] = value.get_secret_value()
+        assert json.loads(intent.to_wire()) == expected, intent_type.__name__
