@@ -78,6 +78,11 @@ async def ask(nc: Client, intent: Intent, timeout: float) -> Reply:
 def parse_reply(data: bytes, reply_type: type[R]) -> R:
     """Decode a reply: the success model, or the typed error it carries."""
     try:
+        # The common case in one pass (an error reply fails ``ok: true`` and is read below).
+        return reply_type.model_validate_json(data)
+    except ValidationError:
+        pass
+    try:
         raw = json.loads(data)
     except ValueError as exc:
         raise SymphainyError("runtime sent a reply that is not JSON") from exc
