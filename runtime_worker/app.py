@@ -28,6 +28,7 @@ from runtime_worker.deps import Deps
 from runtime_worker.dispatch import Clock, Dispatcher
 from runtime_worker.passwords import Passwords
 from runtime_worker.routers import session_router, system_router, user_router
+from runtime_worker.stats import WorkerTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +40,11 @@ class Worker:
     worker_id: str
     broker: NatsBroker
     runner: AgentRunner
+    telemetry: WorkerTelemetry
 
     async def stop(self) -> None:
         """Stop taking work, finish (or hand back) what is in flight, disconnect."""
+        await self.telemetry.stop()
         await self.runner.stop()
         await self.broker.stop()
         log.info("runtime worker %s stopped", self.worker_id)
@@ -87,7 +90,7 @@ async def start_worker(
     guard = BusGuard(identity)
     broker = build_broker(identity, worker_id, guard)
     try:
-        runner = await guard.run(
+        runner, telemetry = await guard.run(
             _start(broker, settings, clock=clock, worker_id=worker_id, passwords=passwords,
                    agents=agents)
         )  # fmt: skip
@@ -96,7 +99,7 @@ async def start_worker(
         await broker.stop()
         raise
     log.info("runtime worker %s started on %s", worker_id, identity.url)
-    return Worker(worker_id=worker_id, broker=broker, runner=runner)
+    return Worker(worker_id=worker_id, broker=broker, runner=runner, telemetry=telemetry)
 
 
 async def _start(
@@ -107,7 +110,7 @@ async def _start(
     worker_id: str,
     passwords: Passwords | None,
     agents: Agents | None,
-) -> AgentRunner:
+) -> tuple[AgentRunner, WorkerTelemetry]:
     nc = await broker.connect()
     surface = await ensure_state_surface(nc.jetstream(), settings)
     deps = Deps.over(surface, settings, clock, worker_id, passwords)
@@ -126,7 +129,7 @@ async def _start(
     except BaseException:
         await runner.stop()
         raise
-    return runner
+    return runner, await WorkerTelemetry.start(nc, worker_id, dispatcher.stats)
 
 
 async def _index_older_sessions(nc: Client, deps: Deps) -> None:

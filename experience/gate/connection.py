@@ -15,6 +15,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketState
 
 from experience.gate.protocol import CloseCode
+from telemetry import record
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ class Connection:
                     getting.cancel()
                     break
                 await self.websocket.send_text(getting.result())
+                record.frame_out()
         except Exception:  # the peer went away; nothing left to send to
             log.debug("writer of %s stopped", self.socket_id, exc_info=True)
             return

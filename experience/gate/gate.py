@@ -40,6 +40,7 @@ from intents import (
     utcnow,
 )
 from intents.request import request
+from telemetry import record
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class Gate:
         self._stopped = False
         self._watch: Subscription | None = None
         self._watch_lock = asyncio.Lock()
+        record.sockets_max()
 
     async def start(self) -> None:
         """Listen for agent replies and watch the sessions bucket.
@@ -167,6 +169,7 @@ class Gate:
 
     async def _reject(self, websocket: WebSocket, rejected: Rejected) -> None:
         # Accept only to close at once: a pre-accept 403 reaches a browser as a bare 1006.
+        record.socket_refused(rejected.code)
         try:
             await websocket.accept(subprotocol=rejected.subprotocol)
             await websocket.close(rejected.code, rejected.reason[:120])
@@ -186,6 +189,7 @@ class Gate:
             max_in_flight=self.settings.ws_max_in_flight,
         )
         self.registry.add(conn)
+        record.socket_opened()
         writer = asyncio.create_task(conn.run_writer())
         self._writers.add(writer)
         watchdog = asyncio.create_task(self._watch_expiry(conn))
@@ -199,6 +203,7 @@ class Gate:
             await self._read(conn)
         finally:
             conn.close(1000, "bye")
+            record.socket_closed(conn.close_code)
             self.registry.remove(conn)
             watchdog.cancel()
             # Nobody is left to read what its runs send: stop them (revocation lands here too).
@@ -212,6 +217,7 @@ class Gate:
             message = await conn.websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
+            record.frame_in()
             if conn.closing:
                 continue
             text = message.get("text")
