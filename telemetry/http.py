@@ -1,9 +1,9 @@
 """HTTP requests by route template, method and status: a pure ASGI middleware.
 
-The route label is the matched route's template (``/api/session/{session_id}``), which the
-router leaves in the scope, never the raw path: one label value per session id would grow the
-series without bound. Requests no route matched (404, a refused Host) are ``unmatched``;
-methods outside the standard few are ``other``, for the same reason.
+The route label is the matched route's template without its convertors
+(``/api/session/{session_id}``), which the router leaves in the scope, never the raw path: one
+label value per session id would grow the series without bound. Requests no route matched (404,
+a refused Host) are ``unmatched``; methods outside the standard few are ``other``, likewise.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class HttpMetrics:
             self._record(scope, status, perf_counter() - started)
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
-        route = getattr(scope.get("route"), "path", None) or UNMATCHED
+        route = getattr(scope.get("route"), "path_format", None) or UNMATCHED
         method = scope["method"] if scope["method"] in METHODS else "other"
         _requests(route, method, str(status)).inc()
         _seconds(route, method).observe(seconds)
