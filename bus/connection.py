@@ -17,6 +17,7 @@ from nats.aio.client import Client
 from nats.errors import AuthorizationError
 
 from bus.identity import NatsIdentity
+from telemetry.record import reconnected
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ def connection_options(
 
     async def on_reconnected() -> None:
         log.info("nats reconnected (%s)", name)
+        reconnected(identity.user or "anonymous")  # the role: runtime, experience...
 
     callbacks: dict[str, Callable[..., Awaitable[None]]] = {
         "error_cb": on_error,

@@ -108,6 +108,24 @@ JS_API: Final = "$JS.API"
 JS_FLOW_CONTROL: Final = "$JS.FC"
 JS_ACK: Final = "$JS.ACK"
 SERVICE_API_ALL: Final = "$SRV.>"
+# The NATS service protocol (``nats micro``): every runtime worker answers PING, INFO and STATS
+# as this service, on ``$SRV.<verb>``, ``$SRV.<verb>.<name>`` and ``$SRV.<verb>.<name>.<id>``.
+SERVICE_API_PREFIX: Final = "$SRV"
+SERVICE_VERBS: Final = ("PING", "INFO", "STATS")
+RUNTIME_SERVICE: Final = "symphainy-runtime"
+
+
+def service_subjects(service: str) -> tuple[str, ...]:
+    """The control subjects a service instance answers (its own id as a ``*``)."""
+    return tuple(
+        subject
+        for verb in SERVICE_VERBS
+        for subject in (
+            f"{SERVICE_API_PREFIX}.{verb}",
+            f"{SERVICE_API_PREFIX}.{verb}.{service}",
+            f"{SERVICE_API_PREFIX}.{verb}.{service}.*",
+        )
+    )
 
 
 def role_inbox_prefix(role: str) -> str:

@@ -9,7 +9,8 @@ role                  may
 ====================  ==================================================================
 ``runtime``           serve ``intents.>`` and ``credentials.>`` in queue group ``runtime``,
                       own the streams and buckets, reply to every role's inbox, publish agent
-                      replies and audit records, hear agent cancellations (every worker)
+                      replies and audit records, hear agent cancellations (every worker),
+                      answer ``$SRV`` PING/INFO/STATS as ``symphainy-runtime`` (every worker)
 ``experience``        send the intents a web front needs, queue and cancel agent work, watch the
                       ``sessions`` bucket; receive only its own replies and agent replies
 ``admin``             send the operator intents (users, sessions); nothing else
@@ -210,6 +211,8 @@ PERMISSIONS: Mapping[Role, Permissions] = {
             f"{names.role_inbox_prefix(Role.RUNTIME)}.>",
             # Every worker hears every cancellation: the run may be any worker's.
             names.AGENT_CANCEL,
+            # ``nats micro``: every worker answers for itself (no queue group).
+            *names.service_subjects(names.RUNTIME_SERVICE),
         ),
         subscribe_deny=_others_inboxes(Role.RUNTIME),
         inbox_prefix=names.role_inbox_prefix(Role.RUNTIME),

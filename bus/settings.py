@@ -5,6 +5,7 @@ Built once at each entry point and passed down; nothing else reads the environme
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -127,6 +128,10 @@ class Settings(BaseSettings):
     # Bytes of events and result one agent run may send (JSON), ending it likewise past that.
     agent_max_event_bytes_per_run: int = Field(default=1024 * 1024, ge=1024)
     log_level: str = "INFO"
+    # Prometheus metrics at ``http://<metrics_host>:<metrics_port>/metrics``: off unless a port
+    # is given (0: any free one); loopback only, like every server here.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -135,4 +140,13 @@ class Settings(BaseSettings):
         if self.jwt_active_kid is not None and self.jwt_active_kid not in self.jwt_keys:
             raise ValueError("jwt_active_kid must name one of jwt_keys")
         # Key strength is checked where keys are loaded, for every source alike (experience/keys).
+        if not _is_loopback(self.metrics_host):
+            raise ValueError("metrics_host must be a loopback address (127.0.0.1, ::1, localhost)")
         return self
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

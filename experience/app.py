@@ -28,6 +28,7 @@ from experience.routes import agent, auth, health, sessions
 from experience.routes.models import error_responses
 from experience.tokens import Tokens
 from intents import new_id
+from telemetry.http import HttpMetrics
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
     limits.install(app, settings)
     app.add_middleware(CorrelationMiddleware)
     app.add_middleware(hosts.TrustedHosts, policy=hosts.HostPolicy.from_settings(settings))
+    app.add_middleware(HttpMetrics)  # outermost: refused hosts and oversized bodies count too
     serve_web_client(app)
     return app
 

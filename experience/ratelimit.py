@@ -14,7 +14,8 @@ import math
 import time
 from collections.abc import Callable, Iterator
 
-from intents import AuthenticationFailed, RateLimited
+from intents import AuthenticationFailed, RateLimited, SymphainyError
+from telemetry import record
 
 
 class LoginLimiter:
@@ -36,8 +37,9 @@ class LoginLimiter:
         failed = False
         try:
             yield
-        except AuthenticationFailed:
-            failed = True
+        except SymphainyError as exc:
+            record.login_failed(exc.code)
+            failed = isinstance(exc, AuthenticationFailed)
             raise
         finally:
             if not failed:
@@ -51,6 +53,8 @@ class LoginLimiter:
         if now - started >= self.window_s:
             started, count = now, 0
         if count >= self.limit:
+            record.rate_limited(key.partition(":")[0])
+            record.login_failed(RateLimited.code)
             raise RateLimited(
                 "too many login attempts; try again later",
                 max(1, math.ceil(started + self.window_s - now)),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from functools import cache
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any, ClassVar, Literal
 
 from pydantic import (

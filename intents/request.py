@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from time import perf_counter
 from typing import TypeVar
 
 from nats.aio.client import Client
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 from bus import names
 from intents import REPLY_OF, ErrorReply, Intent, Reply
 from intents.errors import RuntimeUnavailable, SymphainyError, error_from_wire
+from telemetry.record import intent_sent
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,18 @@ SECOND_TRY_AT = 0.5
 
 
 async def request(nc: Client, intent: Intent, reply_type: type[R], timeout: float) -> R:
+    """``_request``, counted and timed by intent type and outcome code."""
+    started = perf_counter()
+    try:
+        reply = await _request(nc, intent, reply_type, timeout)
+    except SymphainyError as exc:
+        intent_sent(type(intent).__name__, exc.code, perf_counter() - started)
+        raise
+    intent_sent(type(intent).__name__, "ok", perf_counter() - started)
+    return reply
+
+
+async def _request(nc: Client, intent: Intent, reply_type: type[R], timeout: float) -> R:
     """Send ``intent`` to the runtime and return its typed reply, or raise its typed error.
 
     No responders, no reply within ``timeout``, a closed connection: all ``RuntimeUnavailable``,

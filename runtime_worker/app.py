@@ -29,6 +29,7 @@ from runtime_worker.dispatch import Clock, Dispatcher
 from runtime_worker.fastlane import FastLane
 from runtime_worker.passwords import Passwords
 from runtime_worker.routers import session_router, system_router, user_router
+from runtime_worker.stats import WorkerTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,11 @@ class Worker:
     broker: NatsBroker
     fast: FastLane
     runner: AgentRunner
+    telemetry: WorkerTelemetry
 
     async def stop(self) -> None:
         """Stop taking work, finish (or hand back) what is in flight, disconnect."""
+        await self.telemetry.stop()
         await self.runner.stop()
         await self.fast.stop(GRACEFUL_TIMEOUT_S)
         await self.broker.stop()
@@ -93,7 +96,7 @@ async def start_worker(
     guard = BusGuard(identity)
     broker = build_broker(identity, worker_id, guard)
     try:
-        fast, runner = await guard.run(
+        fast, runner, telemetry = await guard.run(
             _start(broker, settings, clock=clock, worker_id=worker_id, passwords=passwords,
                    agents=agents)
         )  # fmt: skip
@@ -102,7 +105,7 @@ async def start_worker(
         await broker.stop()
         raise
     log.info("runtime worker %s started on %s", worker_id, identity.url)
-    return Worker(worker_id=worker_id, broker=broker, fast=fast, runner=runner)
+    return Worker(worker_id=worker_id, broker=broker, fast=fast, runner=runner, telemetry=telemetry)
 
 
 async def _start(
@@ -113,7 +116,7 @@ async def _start(
     worker_id: str,
     passwords: Passwords | None,
     agents: Agents | None,
-) -> tuple[FastLane, AgentRunner]:
+) -> tuple[FastLane, AgentRunner, WorkerTelemetry]:
     nc = await broker.connect()
     surface = await ensure_state_surface(nc.jetstream(), settings)
     deps = Deps.over(surface, settings, clock, worker_id, passwords)
@@ -135,7 +138,7 @@ async def _start(
         await runner.stop()
         await fast.stop(0)
         raise
-    return fast, runner
+    return fast, runner, await WorkerTelemetry.start(nc, worker_id, dispatcher.stats)
 
 
 async def _index_older_sessions(nc: Client, deps: Deps) -> None:

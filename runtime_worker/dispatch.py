@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
+from time import perf_counter
 from typing import Generic, TypeVar
 
 from nats.aio.client import Client
@@ -19,6 +20,7 @@ from bus import names
 from intents import ErrorReply, Intent, Reply, utcnow
 from intents.errors import DeadlineExceeded, InvalidIntent, RuntimeUnavailable, SymphainyError
 from runtime_worker.kv import StoreUnavailable
+from runtime_worker.stats import IntentStats
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,7 @@ class Dispatcher:
         self._nc = nc
         self._clock = clock
         self.concurrency = concurrency
+        self.stats = IntentStats()
 
     async def handle(
         self,
@@ -91,6 +94,7 @@ class Dispatcher:
         handler: Handler[I],
     ) -> bytes:
         """The JSON reply to the intent in ``data``."""
+        started = perf_counter()
         outcome = await execute(data, intent_type, handler, self._clock)
         correlation_id = (headers or {}).get(names.CORRELATION_HEADER, "-")
         if outcome.intent is None:
@@ -106,6 +110,7 @@ class Dispatcher:
                 )
             if outcome.code != "ok" or not intent_type.reads_only:
                 await audit(self._nc, outcome.intent, outcome.code)
+        self.stats.record(intent_type, outcome.code, started)
         return outcome.reply.model_dump_json().encode()
 
 

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 # Flags that map one to one onto settings fields.
 SETTING_FLAGS = (
     "host", "port", "data_dir", "nats_url", "nats_context", "nats_port", "workers", "dev_mode",
+    "metrics_port",
 )  # fmt: skip
 
 
@@ -59,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     experience = commands.add_parser("experience", help="the Experience Plane against --nats-url")
     _serving(experience)
     _nats(experience)
+    for component in (up, runtime, experience):
+        component.add_argument(
+            "--metrics-port",
+            type=int,
+            help="serve Prometheus metrics at http://127.0.0.1:PORT/metrics (default: off)",
+        )
     for component in (runtime, experience):
         component.add_argument(
             "--dev",

@@ -16,7 +16,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from bus.connection import PermissionDenied
@@ -32,6 +32,7 @@ from intents import SymphainyError
 from runtime_worker.app import GRACEFUL_TIMEOUT_S, Worker, start_worker
 from symphainy import first_run, logs
 from symphainy.workers import WorkerProcesses, WorkerStartError
+from telemetry import exposition
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,24 @@ def _check_port_free(host: str, port: int) -> None:
                 f"port {host}:{port} is already in use; stop whatever holds it or "
                 "pass another --nats-port"
             ) from exc
+
+
+def _metrics(
+    settings: Settings, children: exposition.ChildSources | None = None
+) -> Callable[[], None]:
+    """Serve this process's metrics (and ``children``'s) if ``metrics_port`` is set; what stops
+    them."""
+    if settings.metrics_port is None:
+        return lambda: None
+    try:
+        server = exposition.serve(settings.metrics_host, settings.metrics_port, children=children)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}: "
+            f"{exc.strerror}"
+        ) from exc
+    print(f"metrics: {server.url}", flush=True)
+    return server.stop
 
 
 def _signing_keys(settings: Settings) -> Settings:
@@ -171,7 +190,12 @@ async def up(settings: Settings, *, embedded: bool) -> None:
     stop = _stop_signal()
     sock = _listen(settings.host, settings.port)
     nats: EmbeddedNats | None = None
+    stop_metrics: Callable[[], None] = lambda: None  # noqa: E731
+    workers: WorkerProcesses | None = None
     try:
+        # With --metrics-port, each worker process serves its own on a free port and this
+        # /metrics merges them in (labelled worker="N").
+        stop_metrics = _metrics(settings, lambda: workers.metrics_urls() if workers else {})
         if embedded:
             _check_port_free(NATS_HOST, settings.nats_port)
         # The keys, the admin password and (embedded) JetStream's files: the owner's alone.
@@ -200,6 +224,7 @@ async def up(settings: Settings, *, embedded: bool) -> None:
             await workers.stop(GRACEFUL_TIMEOUT_S + 2)
     finally:
         sock.close()
+        stop_metrics()
         if nats is not None:
             nats.stop()
     log.info("symphainy stopped")
@@ -227,10 +252,16 @@ async def runtime(settings: Settings) -> None:
     workers = await _start_workers(settings)
     logs.adopt_library_loggers()
     url = identity_for(settings, Role.RUNTIME).url
+    try:
+        stop_metrics = _metrics(settings)
+    except BaseException:
+        await _stop_workers(workers)
+        raise
     print(f"{len(workers)} runtime worker(s) on {url}", flush=True)
     try:
         await stop.wait()
     finally:
+        stop_metrics()
         await _stop_workers(workers)
 
 
@@ -239,4 +270,8 @@ async def experience(settings: Settings) -> None:
     stop = _stop_signal()
     settings = _signing_keys(settings)
     url = identity_for(settings, Role.EXPERIENCE).url
-    await _serve(settings, stop, f"experience plane up (NATS {url})")
+    stop_metrics = _metrics(settings)
+    try:
+        await _serve(settings, stop, f"experience plane up (NATS {url})")
+    finally:
+        stop_metrics()

@@ -23,8 +23,10 @@ from symphainy import logs
 
 log = logging.getLogger(__name__)
 
-# What ``symphainy runtime`` prints once its workers answer on the bus.
+# What ``symphainy runtime`` prints once its workers answer on the bus, and before that, with
+# ``--metrics-port``, where it serves its metrics.
 READY_MARK = "runtime worker(s) on "
+METRICS_MARK = "metrics: "
 # A worker that dies sooner than this after its start is restarted with a growing delay.
 STEADY_S = 10.0
 MAX_BACKOFF_S = 30.0
@@ -38,6 +40,8 @@ def worker_argv(settings: Settings) -> list[str]:
     """The command line of one worker process: ``up``'s bus settings, one worker."""
     argv = [sys.executable, "-m", "symphainy", "runtime", "--workers", "1"]
     argv += ["--data-dir", str(settings.data_dir)]
+    if settings.metrics_port is not None:
+        argv += ["--metrics-port", "0"]  # any free port; up merges it into its own /metrics
     if settings.nats_url is not None:
         argv += ["--nats-url", settings.nats_url]
     if settings.nats_context is not None:
@@ -61,6 +65,7 @@ class WorkerProcess:
         self._argv = argv
         self._start_timeout = start_timeout
         self.proc: asyncio.subprocess.Process | None = None
+        self.metrics_url: str | None = None
         self._stopping = False
         self._supervisor: asyncio.Task[None] | None = None
         self._drain: asyncio.Task[None] | None = None
@@ -99,6 +104,9 @@ class WorkerProcess:
         assert proc.stdout is not None
         while line := await proc.stdout.readline():
             text = line.decode(errors="replace")
+            if text.startswith(METRICS_MARK):
+                self.metrics_url = text[len(METRICS_MARK) :].strip()
+                continue
             if READY_MARK in text:
                 log.info("runtime worker %d answering (pid %d)", self.index, proc.pid)
                 return
@@ -184,6 +192,10 @@ class WorkerProcesses:
         if failed:
             await self.stop(0)
             raise failed[0]
+
+    def metrics_urls(self) -> dict[str, str]:
+        """Where each worker serves its metrics, by worker number (with ``--metrics-port``)."""
+        return {str(w.index): w.metrics_url for w in self.workers if w.metrics_url is not None}
 
     async def stop(self, timeout: float) -> None:
         """Stop every worker (each finishes or hands back what it holds within ``timeout``)."""

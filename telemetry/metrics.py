@@ -87,7 +87,7 @@ SOCKETS_OPEN = Gauge(
 )
 SOCKETS_MAX = Gauge(
     "symphainy_experience_sockets_max",
-    "The most sockets this process admits (settings.max_sockets).",
+    "The most sockets this process can hold: its open-file limit (each socket holds one).",
 )
 SOCKET_ADMISSIONS = Counter(
     "symphainy_experience_socket_admissions_total",

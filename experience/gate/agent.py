@@ -36,6 +36,7 @@ from intents import (
 from intents.agent import CancelAgentRun
 from intents.base import new_id
 from intents.request import intent_headers
+from telemetry import record
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +126,11 @@ class AgentChannel:
             )
         except Exception as exc:
             conn.unacked.pop(intent.intent_id, None)
+            record.intent_sent("RunAgent", "runtime_unavailable", None)
             log.warning("agent intent not queued [%s]: %s", intent.correlation_id, exc)
             conn.send(protocol.error(frame.id, "runtime_unavailable", "could not queue the intent"))
             return
+        record.intent_sent("RunAgent", "ok", None)
         overtaken = conn.unacked.pop(intent.intent_id, [])
         if not any(f["type"] in ("result", "error") for f in overtaken):
             conn.in_flight.add(intent.intent_id)

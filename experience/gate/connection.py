@@ -21,6 +21,7 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from experience.gate.protocol import CloseCode
 from intents import utcnow
+from telemetry import record
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ class Connection:
             while True:
                 while self._outbox:
                     await self.websocket.send_text(self._outbox.popleft())
+                    record.frame_out()
                 if self.closing and not self._close_sent:
                     self._close_sent = True
                     await self._send_close()

@@ -40,6 +40,7 @@ from intents import (
     utcnow,
 )
 from intents.request import request
+from telemetry import record
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class Gate:
         self._stopped = False
         self._watch: Subscription | None = None
         self._watch_lock = asyncio.Lock()
+        record.sockets_max()
 
     async def start(self) -> None:
         """Listen for agent replies and watch the sessions bucket.
@@ -169,6 +171,7 @@ class Gate:
 
     async def _reject(self, websocket: WebSocket, rejected: Rejected) -> None:
         # Accept only to close at once: a pre-accept 403 reaches a browser as a bare 1006.
+        record.socket_refused(rejected.code)
         try:
             await websocket.accept(subprotocol=rejected.subprotocol)
             await websocket.close(rejected.code, rejected.reason[:120])
@@ -188,6 +191,7 @@ class Gate:
             max_in_flight=self.settings.ws_max_in_flight,
         )
         self.registry.add(conn)
+        record.socket_opened()
         conn.watch_deadline(self._deadline_passed)
         log.debug(
             "socket %s admitted for session %s [%s]",
@@ -199,6 +203,7 @@ class Gate:
             await self._read(conn)
         finally:
             conn.close(1000, "bye")
+            record.socket_closed(conn.close_code)
             self.registry.remove(conn)
             # Nobody is left to read what its runs send: stop them (revocation lands here too).
             await self.agents.cancel_runs(conn)
@@ -209,6 +214,7 @@ class Gate:
             message = await conn.websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
+            record.frame_in()
             if conn.closing:
                 continue
             text = message.get("text")

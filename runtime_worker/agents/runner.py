@@ -21,6 +21,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 
 from nats.aio.client import Client
@@ -38,6 +39,7 @@ from runtime_worker.agents.execute import failed, outcome, run_intent
 from runtime_worker.agents.limits import RunBudget
 from runtime_worker.deps import Deps
 from runtime_worker.dispatch import audit, describe
+from runtime_worker.stats import agent_event, agent_label, agent_run
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +158,7 @@ class AgentRunner:
         if self._cancelled.pop(intent.intent_id, None) == intent.session_id:
             await self._drop_cancelled(msg, intent)
             return
-        attempt = msg.metadata.num_delivered
+        attempt, started = msg.metadata.num_delivered, perf_counter()
         run = asyncio.create_task(self._result(intent, attempt))
         self._runs[intent.intent_id] = _Run(intent.session_id, run)
         keep_alive = asyncio.create_task(self._keep_alive(msg))
@@ -189,6 +191,8 @@ class AgentRunner:
             attempt,
             intent.correlation_id,
         )
+        agent = agent_label(self._agents, intent.agent)
+        agent_run(agent, outcome(result), perf_counter() - started)
         await audit(self._nc, intent, outcome(result))
         await _settle(msg.ack)
 
@@ -215,6 +219,7 @@ class AgentRunner:
             body = event.model_dump_json().encode()
             budget.spend(len(body))
             await self._publish(intent, body)
+            agent_event(agent_label(self._agents, intent.agent))
 
         result = await run_intent(
             intent,
@@ -266,6 +271,7 @@ class AgentRunner:
             CANCELLED,
             intent.correlation_id,
         )
+        agent_run(agent_label(self._agents, intent.agent), CANCELLED, None)
         await audit(self._nc, intent, CANCELLED)
         await _settle(msg.ack)
 

@@ -104,3 +104,26 @@ def test_the_server_configuration_names_every_role_and_no_anonymous_user() -> No
     config = authorization({role: f"pw-{role.value}" for role in Role})
     assert [u["user"] for u in config["users"]] == [r.value for r in Role]
     assert "no_auth_user" not in config
+
+
+def may_subscribe(role: Role, subject: str) -> bool:
+    rules = PERMISSIONS[role]
+    allowed = any(matches(p.split(" ")[0], subject) for p in rules.subscribe)
+    return allowed and not any(matches(p, subject) for p in rules.subscribe_deny)
+
+
+@pytest.mark.parametrize("verb", ["PING", "INFO", "STATS"])
+def test_every_worker_answers_the_service_protocol_and_the_inspector_asks(verb: str) -> None:
+    service = names.RUNTIME_SERVICE
+    forms = [f"$SRV.{verb}", f"$SRV.{verb}.{service}", f"$SRV.{verb}.{service}.abc123"]
+    for subject in forms:
+        assert may_subscribe(Role.RUNTIME, subject), subject
+        assert may_publish(Role.INSPECTOR, subject), subject
+        for role in (Role.EXPERIENCE, Role.ADMIN):
+            assert not may_publish(role, subject), (role, subject)
+            assert not may_subscribe(role, subject), (role, subject)
+    # Every worker answers for itself: no queue group on the control subjects.
+    assert not any(p.startswith("$SRV") and " " in p for p in PERMISSIONS[Role.RUNTIME].subscribe)
+    # Nothing of another service, and the answers go to the inspector's (default) inbox.
+    assert not may_subscribe(Role.RUNTIME, f"$SRV.{verb}.other-service")
+    assert may_publish(Role.RUNTIME, f"{PERMISSIONS[Role.INSPECTOR].inbox_prefix}.abc.def")
