@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     # Bytes of events and result one agent run may send (JSON), ending it likewise past that.
     agent_max_event_bytes_per_run: int = Field(default=1024 * 1024, ge=1024)
     log_level: str = "INFO"
+    # ``json``: one JSON object per line (symphainy/logs.py), for a log collector.
+    log_format: Literal["text", "json"] = "text"
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

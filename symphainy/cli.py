@@ -161,7 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     serving = args.command in ("up", "runtime", "experience")
     debug = settings.log_level.upper() == "DEBUG"
     try:
-        logs.configure(settings.log_level if serving or debug else logging.WARNING)
+        level = settings.log_level if serving or debug else logging.WARNING
+        logs.configure(level, settings.log_format)
         return _run(args, settings)
     except KeyboardInterrupt:
         return 130
