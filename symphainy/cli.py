@@ -5,6 +5,7 @@ symphainy users add NAME [--password-stdin] | users passwd NAME [--password-stdi
 symphainy users list | users remove NAME
 symphainy sessions list [--user NAME] [--all] | sessions revoke ID
 symphainy nats-context ROLE | nats-setup --url URL [--tls-host NAME ...]
+symphainy intents tail [--family F] [--correlation-id ID]
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pydantic import ValidationError
 
 from bus.permissions import Role
 from bus.settings import Settings
-from symphainy import admin, bus_setup, logs, run
+from symphainy import admin, bus_setup, logs, run, tail
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = sessions.add_parser("revoke", help="revoke one session")
     revoke.add_argument("session_id")
     _nats(revoke)
+
+    intents = commands.add_parser("intents", help="watch intents on the bus").add_subparsers(
+        dest="action", required=True
+    )
+    tailing = intents.add_parser(
+        "tail", help="intents and audit records as they come, one line each (as inspector)"
+    )
+    tailing.add_argument("--family", help="only this family: session, user, system, agent...")
+    tailing.add_argument("--correlation-id", help="only intents with this correlation id")
+    _nats(tailing)
 
     context = commands.add_parser(
         "nats-context", help="print a role's NATS CLI context (JSON) from the data directory"
@@ -195,4 +206,6 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return bus_setup.print_context(settings, Role(args.role))
     if args.command == "nats-setup":
         return bus_setup.setup(settings, args.url, args.tls_host)
+    if args.command == "intents":
+        return asyncio.run(tail.run(settings, tail.Filter(args.family, args.correlation_id)))
     return asyncio.run(admin.command(settings, args))
