@@ -132,6 +132,8 @@ class Settings(BaseSettings):
     # is given (0: any free one); loopback only, like every server here.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
+    # ``json``: one JSON object per line (symphainy/logs.py), for a log collector.
+    log_format: Literal["text", "json"] = "text"
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

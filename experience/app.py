@@ -24,7 +24,7 @@ from bus.settings import Settings
 from experience import errors, hosts, keys, limits, logs
 from experience.gate.gate import Gate
 from experience.ratelimit import LoginLimiter
-from experience.routes import agent, auth, health, sessions
+from experience.routes import agent, asyncapi, auth, health, sessions
 from experience.routes.models import error_responses
 from experience.tokens import Tokens
 from intents import new_id
@@ -99,6 +99,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(sessions.router, responses=error_responses(401, 413, 422, 503))
     app.include_router(health.router)
     app.include_router(agent.router)
+    app.include_router(asyncapi.router)
     limits.install(app, settings)
     app.add_middleware(CorrelationMiddleware)
     app.add_middleware(hosts.TrustedHosts, policy=hosts.HostPolicy.from_settings(settings))

@@ -5,6 +5,7 @@ symphainy users add NAME [--password-stdin] | users passwd NAME [--password-stdi
 symphainy users list | users remove NAME
 symphainy sessions list [--user NAME] [--all] | sessions revoke ID
 symphainy nats-context ROLE | nats-setup --url URL [--tls-host NAME ...]
+symphainy intents tail [--family F] [--correlation-id ID]
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pydantic import ValidationError
 
 from bus.permissions import Role
 from bus.settings import Settings
-from symphainy import admin, bus_setup, logs, run
+from symphainy import admin, bus_setup, logs, run, tail
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("session_id")
     _nats(revoke)
 
+    intents = commands.add_parser("intents", help="watch intents on the bus").add_subparsers(
+        dest="action", required=True
+    )
+    tailing = intents.add_parser(
+        "tail", help="intents and audit records as they come, one line each (as inspector)"
+    )
+    tailing.add_argument("--family", help="only this family: session, user, system, agent...")
+    tailing.add_argument("--correlation-id", help="only intents with this correlation id")
+    _nats(tailing)
+
     context = commands.add_parser(
         "nats-context", help="print a role's NATS CLI context (JSON) from the data directory"
     )
@@ -168,7 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     serving = args.command in ("up", "runtime", "experience")
     debug = settings.log_level.upper() == "DEBUG"
     try:
-        logs.configure(settings.log_level if serving or debug else logging.WARNING)
+        level = settings.log_level if serving or debug else logging.WARNING
+        logs.configure(level, settings.log_format)
         return _run(args, settings)
     except KeyboardInterrupt:
         return 130
@@ -201,4 +213,6 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return bus_setup.print_context(settings, Role(args.role))
     if args.command == "nats-setup":
         return bus_setup.setup(settings, args.url, args.tls_host)
+    if args.command == "intents":
+        return asyncio.run(tail.run(settings, tail.Filter(args.family, args.correlation_id)))
     return asyncio.run(admin.command(settings, args))

@@ -5,13 +5,24 @@ one would start a line that looks like ours, an ESC would drive the reader's ter
 control character of a record is escaped (``\\n``, ``\\x1b``), and a traceback's lines are
 indented, so each record starts exactly one unindented line. Libraries that bring their own
 handler (FastStream writes coloured lines, some to stdout) are routed through the same one.
+
+``SYMPHAINY_LOG_FORMAT=json`` makes each record one JSON object on one line instead (``time``,
+``level``, ``logger``, ``message``, ``correlation_id``, ``trace_id``, ``span_id``, and
+``exception`` when there is one), for a log collector; the same controls are escaped in it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from opentelemetry import trace
+
+LogFormat = Literal["text", "json"]
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Loggers that bring their own handler (with colour codes) and do not propagate.
@@ -61,15 +72,65 @@ class EscapingFormatter(logging.Formatter):
         return line
 
 
-def configure(level: int | str) -> logging.Handler:
-    """Log to stderr through one escaping handler, at ``level``; the handler (idempotent)."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line, whatever its values hold.
+
+    ``json`` already escapes the C0 controls; DEL, the C1 controls and the Unicode separators and
+    bidi overrides (which a terminal or an editor would act on) are escaped as ``\\uXXXX`` too.
+    Other text stays as it is (UTF-8). ``correlation_id`` is the record's (``extra=``) if set;
+    ``trace_id`` and ``span_id`` are those of the span current when the record was made.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON."""
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "correlation_id": _correlation_id(record),
+            "trace_id": None,
+            "span_id": None,
+        }
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            entry["trace_id"] = trace.format_trace_id(context.trace_id)
+            entry["span_id"] = trace.format_span_id(context.span_id)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return _CONTROL.sub(_json_escape, json.dumps(entry, ensure_ascii=False, default=str))
+
+
+def _correlation_id(record: logging.LogRecord) -> str | None:
+    value = getattr(record, "correlation_id", None)
+    return None if value is None else str(value)
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    # Only characters json.dumps left as they are reach here, and JSON has them only in strings.
+    return f"\\u{ord(match.group()):04x}"
+
+
+def formatter(log_format: LogFormat) -> logging.Formatter:
+    """The formatter of one log format."""
+    return JsonFormatter() if log_format == "json" else EscapingFormatter(FORMAT)
+
+
+def configure(level: int | str, log_format: LogFormat = "text") -> logging.Handler:
+    """Log to stderr through one escaping handler, at ``level``, as ``log_format``; the
+    handler (idempotent: a second call changes the level and format of the same handler)."""
     root = logging.getLogger()
     for existing in root.handlers:
-        if isinstance(existing.formatter, EscapingFormatter):
+        if isinstance(existing.formatter, EscapingFormatter | JsonFormatter):
+            existing.setFormatter(formatter(log_format))
             root.setLevel(level)
             return existing
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(EscapingFormatter(FORMAT))
+    handler.setFormatter(formatter(log_format))
     root.addHandler(handler)
     root.setLevel(level)
     adopt_library_loggers()

@@ -78,7 +78,7 @@ def test_an_unexpected_failure_is_one_line_and_exit_code_1(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(admin, "command", broken)
     # The process's log handler stays out of the test process.
-    monkeypatch.setattr(logs, "configure", lambda level: logging.NullHandler())
+    monkeypatch.setattr(logs, "configure", lambda level, log_format="text": logging.NullHandler())
     assert cli.main(["users", "list"]) == 1
     err = capsys.readouterr().err
     assert err.splitlines() == [
