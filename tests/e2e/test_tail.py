@@ -67,8 +67,11 @@ async def test_tail_shows_intents_outcomes_and_latency_never_passwords(tmp_path:
             async with httpx.AsyncClient(base_url=up.url) as http:
                 headers = {"Authorization": f"Bearer {token}", "X-Correlation-Id": "watched-1"}
                 assert (await http.get("/api/sessions", headers=headers)).status_code == 200
-            seen = await lines_until(everything, re.compile(r"^\S+ audit  intents\.session\.list "))
-            only = await lines_until(one, re.compile(r"^\S+ audit  intents\.session\.list "))
+                logout = await http.post("/api/auth/logout", headers=headers)
+                assert logout.status_code == 204
+            revoked = re.compile(r"^\S+ audit  intents\.session\.revoke ")
+            seen = await lines_until(everything, revoked)
+            only = await lines_until(one, revoked)
             assert await stop(everything) == 0
             assert await stop(one) == 0
     text = "\n".join(seen + only)
@@ -83,17 +86,19 @@ async def test_tail_shows_intents_outcomes_and_latency_never_passwords(tmp_path:
     assert any(re.match(rf"{auth} ok [\d.]+m?s since issued$", x) for x in seen)
     create = rf"^{time} (intent|audit ) intents\.session\.create CreateSession {ids}"
     assert [x.split()[1] for x in seen if re.match(create, x)] == ["intent", "audit"], text
-    # The request with our correlation id: its verification and the listing, each sent, then
-    # audited with its outcome and the latency between the two. (A retry-safe intent unanswered
-    # for half its deadline is sent once more, same id: on a loaded machine a line may repeat.)
+    # The requests with our correlation id: a listing and a logout, each verifying the session
+    # first. Successful reads (verify, list) are counted, not audited: only their intent shows;
+    # the revocation is audited with its outcome and the latency from sent to done. (A retry-safe
+    # intent unanswered for half its deadline is sent once more, same id: a line may repeat.)
     watched = [x for x in seen if "corr=watched-1 " in x]
     assert distinct([x.split()[1:4] for x in watched]) == [
         ["intent", "intents.session.verify", "VerifySession"],
-        ["audit", "intents.session.verify", "VerifySession"],
         ["intent", "intents.session.list", "ListSessions"],
-        ["audit", "intents.session.list", "ListSessions"],
+        ["intent", "intents.session.revoke", "RevokeSession"],
+        ["audit", "intents.session.revoke", "RevokeSession"],
     ], text
     audits = [x for x in watched if x.split()[1] == "audit"]
+    assert len(audits) == 1, text
     assert all(re.search(r" ok \d+\.\dms( since issued)?$", x) for x in audits), text
     # The filtered tail printed exactly those lines (its latencies are its own).
     assert [x.split()[1:7] for x in only] == [x.split()[1:7] for x in watched], text
