@@ -13,6 +13,7 @@ from faststream.nats import NatsRouter
 
 from bus import names
 from intents import (
+    AuthenticateExternal,
     AuthenticateUser,
     CreateSession,
     CreateUser,
@@ -27,9 +28,11 @@ from intents import (
     RevokeSession,
     RevokeUserSessions,
     SetPassword,
+    StoreHandover,
+    TakeHandover,
     VerifySession,
 )
-from runtime_worker import sessions, users
+from runtime_worker import identities, sessions, users
 from runtime_worker.deps import Deps
 from runtime_worker.dispatch import Dispatcher, Handler, I
 
@@ -125,6 +128,19 @@ def user_router(deps: Deps, dispatcher: Dispatcher) -> NatsRouter:
     bind(router, dispatcher, ListUsers, list_)
     bind(router, dispatcher, RemoveUser, remove)
     bind(router, dispatcher, SetPassword, passwd)
+
+    async def external(i: AuthenticateExternal, now: datetime) -> Reply:
+        return await identities.authenticate_external(i, deps.users, deps.identities, now)
+
+    async def store_handover(i: StoreHandover, now: datetime) -> Reply:
+        return await identities.store_handover(i, deps.handovers, now)
+
+    async def take_handover(i: TakeHandover, now: datetime) -> Reply:
+        return await identities.take_handover(i, deps.handovers, now)
+
+    bind(router, dispatcher, AuthenticateExternal, external)
+    bind(router, dispatcher, StoreHandover, store_handover)
+    bind(router, dispatcher, TakeHandover, take_handover)
     return router
 
 
