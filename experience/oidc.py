@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -33,6 +34,8 @@ from intents import (
     IdTokenInvalid,
     ProviderUnavailable,
 )
+
+log = logging.getLogger(__name__)
 
 PROVIDER_ID = "default"
 DISCOVERY_PATH = "/.well-known/openid-configuration"
@@ -99,6 +102,7 @@ class Metadata:
     token_endpoint: str
     jwks_uri: str
     end_session_endpoint: str | None
+    userinfo_endpoint: str | None
     algorithms: tuple[str, ...]
 
     @classmethod
@@ -116,12 +120,14 @@ class Metadata:
         if not algorithms:
             raise ProviderUnavailable("the provider signs ID tokens with no algorithm we accept")
         end_session = doc.get("end_session_endpoint")
+        userinfo = doc.get("userinfo_endpoint")
         return cls(
             issuer=issuer,
             authorization_endpoint=doc["authorization_endpoint"],
             token_endpoint=doc["token_endpoint"],
             jwks_uri=doc["jwks_uri"],
             end_session_endpoint=end_session if isinstance(end_session, str) else None,
+            userinfo_endpoint=userinfo if isinstance(userinfo, str) else None,
             algorithms=algorithms,
         )
 
@@ -164,7 +170,7 @@ class OidcProvider:
     async def _get_json(self, url: str) -> Any:
         try:
             async with self._client() as client:
-                response = await client.get(url, withhold_token=True)
+                response = await client.request("GET", url, withhold_token=True)
                 response.raise_for_status()
                 return response.json()
         except (httpx2.HTTPError, ValueError) as exc:
@@ -224,6 +230,7 @@ class OidcProvider:
                     code=code,
                     code_verifier=code_verifier,
                 )
+                profile = await self._userinfo(client, metadata)
         except OAuthError as exc:
             if exc.error == "invalid_grant":
                 raise AuthorizationCodeInvalid() from exc
@@ -234,9 +241,37 @@ class OidcProvider:
         if not isinstance(id_token, str):
             raise IdTokenInvalid("the provider sent no ID token")
         access_token = token.get("access_token")
-        return await self.verify_id_token(
+        identity = await self.verify_id_token(
             id_token, nonce, access_token if isinstance(access_token, str) else None
         )
+        # Providers may keep the profile out of the ID token (scope claims go to userinfo when
+        # an access token is issued); it counts only if it is about the same subject.
+        if profile.get("sub") != identity.sub:
+            return identity
+        return ExternalIdentity(
+            issuer=identity.issuer,
+            sub=identity.sub,
+            email=identity.email or _text(profile.get("email")),
+            name=identity.name or _text(profile.get("name")),
+            preferred_username=identity.preferred_username
+            or _text(profile.get("preferred_username")),
+        )
+
+    async def _userinfo(self, client: AsyncOAuth2Client, metadata: Metadata) -> dict[str, Any]:
+        """The userinfo endpoint's claims with the fresh access token; {} if there are none.
+
+        Only names come from there (hints for a new user's name), so a failure is no failure.
+        """
+        if metadata.userinfo_endpoint is None:
+            return {}
+        try:
+            response = await client.request("GET", metadata.userinfo_endpoint)
+            response.raise_for_status()
+            claims = response.json()
+        except (httpx2.HTTPError, OAuthError, ValueError) as exc:
+            log.info("userinfo of %s not read: %s", self.config.name, type(exc).__name__)
+            return {}
+        return claims if isinstance(claims, dict) else {}
 
     async def verify_id_token(
         self, id_token: str, nonce: str, access_token: str | None = None

@@ -38,7 +38,16 @@ def test_public_surface_is_exactly_all() -> None:
     exported = {n for n in dir(intents) if not n.startswith("_")}
     # Submodules appear as attributes once imported (``intents.request`` by whoever uses it).
     modules = {n for n in exported if isinstance(getattr(intents, n), types.ModuleType)}
-    assert modules <= {"agent", "base", "errors", "identity", "request", "session", "system", "user"}
+    assert modules <= {
+        "agent",
+        "base",
+        "errors",
+        "identity",
+        "request",
+        "session",
+        "system",
+        "user",
+    }
     assert set(intents.__all__) == exported - modules
 
 
