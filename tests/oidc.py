@@ -151,6 +151,7 @@ class OidcSystem:
 
     stack: Stack
     provider: Provider
+    jwk: dict[str, Any]
 
     @property
     def base_url(self) -> str:
@@ -173,7 +174,8 @@ async def oidc_system(
     """Bind, start the provider for that address, then a worker and the app configured for it."""
     sock = listening_socket()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    provider = await start_provider(base + "/api/auth/oidc/callback", rsa_jwk())
+    jwk = rsa_jwk()
+    provider = await start_provider(base + "/api/auth/oidc/callback", jwk)
     secret = SecretStr(CLIENT_SECRET) if client_id == CLIENT_ID else None
     stack = Stack(
         settings=settings.model_copy(
@@ -193,7 +195,7 @@ async def oidc_system(
     try:
         await stack.start_worker()
         await serve_on(stack, sock)
-        yield OidcSystem(stack=stack, provider=provider)
+        yield OidcSystem(stack=stack, provider=provider, jwk=jwk)
     finally:
         await stack.stop_server()
         await stack.stop_workers()
