@@ -99,7 +99,7 @@ def create_app(settings: Settings) -> FastAPI:
     # Error statuses every operation of a router can answer, on top of those a route lists (the
     # 422 also replaces FastAPI's default one, whose body is not ours; 413 is experience/limits).
     app.include_router(auth.router, responses=error_responses(413, 503))
-    app.include_router(oidc_routes.router, responses=error_responses(413))
+    app.include_router(oidc_routes.router, responses=error_responses(413, 431))
     app.include_router(sessions.router, responses=error_responses(401, 413, 422, 503))
     app.include_router(health.router)
     app.include_router(agent.router)

@@ -140,7 +140,9 @@ async def login(request: Request, settings: SettingsDep) -> Response:
     return response
 
 
-@router.get("/callback", status_code=303, responses=error_responses(400, 404, 502, 503))
+# Not in the OpenAPI document: only the provider sends browsers here, with parameters of its own
+# making (an authorization code may be a kilobyte or more), so it is no API for clients.
+@router.get("/callback", status_code=303, include_in_schema=False)
 async def callback(
     request: Request,
     settings: SettingsDep,
@@ -222,7 +224,7 @@ async def _finish(
     return _login_page(base, handover=handover.code)
 
 
-@router.post("/exchange", response_model=LoginResponse, responses=error_responses(400, 422, 503))
+@router.post("/exchange", response_model=LoginResponse, responses=error_responses(401, 422, 503))
 async def exchange(body: ExchangeRequest, request: Request, tokens: TokensDep) -> LoginResponse:
     """Trade the one-time code of ``/#handover=`` for the session token, once."""
     runtime = get_runtime(request)

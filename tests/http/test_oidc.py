@@ -102,7 +102,7 @@ async def test_a_login_ends_with_a_session_token_handed_over_once(system: OidcSy
         assert sessions.status_code == 200
         assert [s["session_id"] for s in sessions.json()] == [login["session_id"]]
         again = await http.post(system.base_url + "/api/auth/oidc/exchange", json={"code": code})
-        _error(again, 400, "handover_invalid")
+        _error(again, 401, "handover_invalid")
         # A second login of the same identity is the same user.
         second = await http.post(
             system.base_url + "/api/auth/oidc/exchange",
@@ -204,7 +204,7 @@ async def test_a_made_up_code_is_refused(system: OidcSystem) -> None:
 async def test_a_made_up_handover_code_is_refused(system: OidcSystem, code: str) -> None:
     async with httpx.AsyncClient(base_url=system.base_url) as http:
         response = await http.post("/api/auth/oidc/exchange", json={"code": code})
-    assert response.status_code in (400, 422)
+    assert response.status_code in (401, 422)
     assert response.json()["error"]["code"] in ("handover_invalid", "invalid_request")
 
 

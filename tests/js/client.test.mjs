@@ -673,8 +673,8 @@ describe("login through an OpenID provider", () => {
   });
 
   test("a used or expired code opens nothing", async () => {
-    const { client, sockets } = setup({ routes: exchange(400) });
-    await assert.rejects(client.loginWithHandover("used"), { status: 400, code: "handover_invalid" });
+    const { client, sockets } = setup({ routes: exchange(401) });
+    await assert.rejects(client.loginWithHandover("used"), { status: 401, code: "handover_invalid" });
     assert.equal(sockets.length, 0);
     assert.equal(client.session, null);
   });
