@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import time
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from experience.oidc_state import COOKIE
 from intents import ListUsers, ListUsersReply
 from intents.request import request
 from runtime_worker.passwords import Passwords
+from symphainy.admin import users_list
 from tests.oidc import (
     PUBLIC_CLIENT_ID,
     OidcSystem,
@@ -121,6 +123,12 @@ async def test_external_users_are_listed_with_their_issuer_and_have_no_password(
         users = await request(nc, ListUsers(), ListUsersReply, 5)
         issuers = {u.username: u.issuer for u in users.users}
         assert issuers == {"alice": system.provider.issuer, "bob": None}
+        listed = await users_list(nc, system.stack.settings, argparse.Namespace())
+        assert listed[0].split()[-1] == "ISSUER"
+        assert {line.split()[0]: line.split()[-1] for line in listed[1:]} == {
+            "alice": system.provider.issuer,
+            "bob": "-",
+        }
         password = await http.post(
             system.base_url + "/api/auth/login", json={"username": "alice", "password": PASSWORD}
         )
