@@ -19,6 +19,12 @@ SESSION_REVOKE_ALL: Final = "intents.session.revoke_all"
 USER_LIST: Final = "intents.user.list"
 USER_REMOVE: Final = "intents.user.remove"
 
+# Logins through an OpenID provider: the identity it vouched for becomes a user, and the session
+# reaches the browser through a one-time handover code (which travels outside ``intents.>``).
+IDENTITY_AUTHENTICATE: Final = "intents.identity.authenticate"
+HANDOVER_STORE: Final = "intents.identity.handover"
+HANDOVER_TAKE: Final = "credentials.identity.take_handover"
+
 # Intents that carry a password travel outside ``intents.>``, so an operator's
 # ``nats sub 'intents.>'`` never shows one; their audit record is redacted like any other.
 USER_AUTHENTICATE: Final = "credentials.user.authenticate"
@@ -56,6 +62,10 @@ USERS_BUCKET: Final = "users"
 # Login attempts per username (key: a hash of the name), shared by every worker.
 LOGIN_ATTEMPTS_BUCKET: Final = "login_attempts"
 IDEMPOTENCY_BUCKET: Final = "idempotency"
+# External identities: key a hash of (issuer, subject), value the user it maps to.
+IDENTITIES_BUCKET: Final = "identities"
+# One-time handover codes of OpenID logins (key a hash of the code), gone after a minute.
+HANDOVERS_BUCKET: Final = "handovers"
 
 # Queue group shared by every runtime worker.
 RUNTIME_QUEUE: Final = "runtime"

@@ -135,12 +135,28 @@ class Settings(BaseSettings):
     # ``json``: one JSON object per line (symphainy/logs.py), for a log collector.
     log_format: Literal["text", "json"] = "text"
 
+    # OpenID Connect login (experience/oidc.py): on when the issuer and client id are set. The
+    # redirect URI is ``<public_url>/api/auth/oidc/callback``; no client secret: a public client
+    # (PKCE only), else ``client_secret_basic``.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_scopes: str = "openid profile email"
+    # Shown on the button: "Log in with <name>".
+    oidc_name: str = Field(default="OpenID Connect", min_length=1, max_length=64)
+    # Seconds one call to the provider (discovery, keys, token exchange) may take.
+    oidc_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # Clock skew tolerated on the ID token's ``exp`` and ``iat``.
+    oidc_clock_skew_s: int = Field(default=60, ge=0, le=600)
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.session_idle_timeout_s > self.session_max_lifetime_s:
             raise ValueError("session_idle_timeout_s must not exceed session_max_lifetime_s")
         if self.jwt_active_kid is not None and self.jwt_active_kid not in self.jwt_keys:
             raise ValueError("jwt_active_kid must name one of jwt_keys")
+        if self.oidc_issuer is not None and "openid" not in self.oidc_scopes.split():
+            raise ValueError("oidc_scopes must include openid")
         # Key strength is checked where keys are loaded, for every source alike (experience/keys).
         if not _is_loopback(self.metrics_host):
             raise ValueError("metrics_host must be a loopback address (127.0.0.1, ::1, localhost)")

@@ -29,6 +29,10 @@ from bus.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# How long a handover code of an OpenID login lives in its bucket (the runtime also checks the
+# code's own expiry, which is shorter: the bucket's clock only sweeps).
+HANDOVER_TTL_S = 120.0
+
 
 @dataclass(frozen=True)
 class StateSurface:
@@ -39,6 +43,8 @@ class StateSurface:
     users: KeyValue
     idempotency: KeyValue
     login_attempts: KeyValue
+    identities: KeyValue
+    handovers: KeyValue
 
 
 def audit_stream_config(settings: Settings) -> StreamConfig:
@@ -119,6 +125,8 @@ def bucket_configs(settings: Settings) -> list[KeyValueConfig]:
             "Idempotency keys of session creation",
             float(settings.idempotency_ttl_s),
         ),
+        bucket(names.IDENTITIES_BUCKET, "External identities: (issuer, subject) to user", None),
+        bucket(names.HANDOVERS_BUCKET, "One-time handover codes of OpenID logins", HANDOVER_TTL_S),
     ]
 
 
@@ -145,6 +153,8 @@ async def ensure_state_surface(js: JetStreamContext, settings: Settings) -> Stat
         users=buckets[names.USERS_BUCKET],
         idempotency=buckets[names.IDEMPOTENCY_BUCKET],
         login_attempts=buckets[names.LOGIN_ATTEMPTS_BUCKET],
+        identities=buckets[names.IDENTITIES_BUCKET],
+        handovers=buckets[names.HANDOVERS_BUCKET],
     )
 
 

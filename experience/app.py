@@ -21,10 +21,12 @@ from bus.connection import BusGuard, connect
 from bus.identity import identity_for
 from bus.permissions import Role
 from bus.settings import Settings
-from experience import errors, hosts, keys, limits, logs
+from experience import errors, hosts, keys, limits, logs, oidc
 from experience.gate.gate import Gate
+from experience.oidc_state import LoginStates
 from experience.ratelimit import LoginLimiter
 from experience.routes import agent, asyncapi, auth, health, sessions
+from experience.routes import oidc as oidc_routes
 from experience.routes.models import error_responses
 from experience.tokens import Tokens
 from intents import new_id
@@ -92,10 +94,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.tokens = tokens
     app.state.limiter = LoginLimiter(settings.login_rate_limit, settings.login_rate_window_s)
+    app.state.oidc = oidc.providers(settings)
+    app.state.oidc_states = LoginStates(tokens.keyring, settings.jwt_audience)
     errors.install(app, settings.retry_after_s)
     # Error statuses every operation of a router can answer, on top of those a route lists (the
     # 422 also replaces FastAPI's default one, whose body is not ours; 413 is experience/limits).
     app.include_router(auth.router, responses=error_responses(413, 503))
+    app.include_router(oidc_routes.router, responses=error_responses(413, 431))
     app.include_router(sessions.router, responses=error_responses(401, 413, 422, 503))
     app.include_router(health.router)
     app.include_router(agent.router)

@@ -19,8 +19,11 @@ from intents import (
     AuthenticationFailed,
     Conflict,
     DeadlineExceeded,
+    ExternalLoginFailed,
+    HandoverInvalid,
     InvalidIntent,
     NotFound,
+    ProviderUnavailable,
     RateLimited,
     RuntimeUnavailable,
     SessionInactive,
@@ -42,6 +45,11 @@ STATUS_BY_ERROR: tuple[tuple[type[SymphainyError], int], ...] = (
     (NotFound, 404),
     (WriteConflict, 503),
     (Conflict, 409),
+    # A made-up, used or expired handover code is a credential that does not work, like a
+    # wrong password; the other faults of a login through a provider are bad requests.
+    (HandoverInvalid, 401),
+    (ExternalLoginFailed, 400),
+    (ProviderUnavailable, 502),
     (RateLimited, 429),
     (RuntimeUnavailable, 503),
     (DeadlineExceeded, 503),

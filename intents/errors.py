@@ -15,6 +15,13 @@
     ├── Conflict                        conflict
     │   ├── UserExists                  user_exists
     │   └── WriteConflict               write_conflict      (retryable)
+    ├── ExternalLoginFailed             login_failed
+    │   ├── LoginCancelled              login_cancelled
+    │   ├── LoginStateInvalid           login_state_invalid
+    │   ├── AuthorizationCodeInvalid    authorization_code_invalid
+    │   ├── IdTokenInvalid              id_token_invalid
+    │   └── HandoverInvalid             handover_invalid
+    ├── ProviderUnavailable             provider_unavailable (retryable)
     ├── RateLimited                     rate_limited        (retryable)
     ├── RuntimeUnavailable              runtime_unavailable (retryable)
     ├── DeadlineExceeded                deadline_exceeded   (retryable)
@@ -140,6 +147,56 @@ class WriteConflict(Conflict):
     code = "write_conflict"
     retryable = True
     default_message = "concurrent update, retry"
+
+
+class ExternalLoginFailed(SymphainyError):
+    """A login through an OpenID provider did not succeed (the provider said no, or sent junk)."""
+
+    code = "login_failed"
+    default_message = "the login through the identity provider failed"
+
+
+class LoginCancelled(ExternalLoginFailed):
+    """The user cancelled at the provider (``error=access_denied``)."""
+
+    code = "login_cancelled"
+    default_message = "the login was cancelled at the identity provider"
+
+
+class LoginStateInvalid(ExternalLoginFailed):
+    """The callback's ``state`` is missing, expired, or not the one this browser started with."""
+
+    code = "login_state_invalid"
+    default_message = "this login was not started here, or took too long; start again"
+
+
+class AuthorizationCodeInvalid(ExternalLoginFailed):
+    """The provider refused the authorization code (made up, used already, or expired)."""
+
+    code = "authorization_code_invalid"
+    default_message = "the identity provider refused the authorization code; start again"
+
+
+class IdTokenInvalid(ExternalLoginFailed):
+    """The ID token failed a check: signature, issuer, audience, nonce, expiry or a claim."""
+
+    code = "id_token_invalid"
+    default_message = "the identity provider's ID token is not valid"
+
+
+class HandoverInvalid(ExternalLoginFailed):
+    """The one-time handover code is unknown, used already, or expired."""
+
+    code = "handover_invalid"
+    default_message = "the login code is unknown, used or expired; log in again"
+
+
+class ProviderUnavailable(SymphainyError):
+    """The identity provider did not answer, or not with what OpenID Connect requires."""
+
+    code = "provider_unavailable"
+    retryable = True
+    default_message = "the identity provider is unavailable"
 
 
 class RateLimited(SymphainyError):

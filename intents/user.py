@@ -26,6 +26,8 @@ class UserInfo(BaseModel):
     id: str
     username: str
     created_at: datetime
+    # The OpenID provider the user logs in through; None for a local user (with a password).
+    issuer: str | None = None
 
 
 class AuthenticateUser(Intent):

@@ -10,7 +10,7 @@ from bus.settings import Settings
 from bus.state import StateSurface
 from runtime_worker.attempts import LoginAttempts
 from runtime_worker.dispatch import Clock
-from runtime_worker.kv import NatsBucket, RetryingBucket
+from runtime_worker.kv import Bucket, NatsBucket, RetryingBucket
 from runtime_worker.passwords import Passwords
 from runtime_worker.sessions import SessionPolicy
 from runtime_worker.store import IdempotencyStore, SessionStore, UserStore
@@ -24,6 +24,8 @@ class Deps:
     users: UserStore
     attempts: LoginAttempts
     idempotency: IdempotencyStore
+    identities: Bucket
+    handovers: Bucket
     passwords: Passwords
     policy: SessionPolicy
     clock: Clock
@@ -48,6 +50,8 @@ class Deps:
             users=UserStore(bucket(surface.users)),
             attempts=LoginAttempts.from_settings(bucket(surface.login_attempts), settings),
             idempotency=IdempotencyStore(bucket(surface.idempotency)),
+            identities=bucket(surface.identities),
+            handovers=bucket(surface.handovers),
             passwords=passwords or Passwords(),
             policy=SessionPolicy.from_settings(settings),
             clock=clock,

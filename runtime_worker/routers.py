@@ -16,6 +16,7 @@ from faststream.nats import NatsRouter
 
 from bus import names
 from intents import (
+    AuthenticateExternal,
     AuthenticateUser,
     CreateSession,
     CreateUser,
@@ -31,9 +32,11 @@ from intents import (
     RevokeSession,
     RevokeUserSessions,
     SetPassword,
+    StoreHandover,
+    TakeHandover,
     VerifySession,
 )
-from runtime_worker import sessions, users
+from runtime_worker import identities, sessions, users
 from runtime_worker.deps import Deps
 from runtime_worker.dispatch import Dispatcher, Handler, I
 from runtime_worker.fastlane import FastLane
@@ -148,6 +151,19 @@ def user_router(deps: Deps, dispatcher: Dispatcher, fast: FastLane) -> NatsRoute
     bind(lanes, ListUsers, list_)
     bind(lanes, RemoveUser, remove)
     bind(lanes, SetPassword, passwd)
+
+    async def external(i: AuthenticateExternal, now: datetime) -> Reply:
+        return await identities.authenticate_external(i, deps.users, deps.identities, now)
+
+    async def store_handover(i: StoreHandover, now: datetime) -> Reply:
+        return await identities.store_handover(i, deps.handovers, now)
+
+    async def take_handover(i: TakeHandover, now: datetime) -> Reply:
+        return await identities.take_handover(i, deps.handovers, now)
+
+    bind(lanes, AuthenticateExternal, external)
+    bind(lanes, StoreHandover, store_handover)
+    bind(lanes, TakeHandover, take_handover)
     return router
 
 

@@ -25,7 +25,11 @@ MAX_CAS_ATTEMPTS = 16
 
 
 class UserRecord(BaseModel):
-    """A user as stored: the public view plus the password hash."""
+    """A user as stored: the public view plus the password hash.
+
+    A user who logs in through an OpenID provider has its ``issuer`` and ``subject`` and no
+    password (an empty hash, which no password matches).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -33,10 +37,19 @@ class UserRecord(BaseModel):
     username: str
     password_hash: str
     created_at: datetime
+    issuer: str | None = None
+    subject: str | None = None
+
+    @property
+    def external(self) -> bool:
+        """Whether the user logs in through a provider rather than with a password."""
+        return self.issuer is not None
 
     def info(self) -> UserInfo:
         """The public view."""
-        return UserInfo(id=self.id, username=self.username, created_at=self.created_at)
+        return UserInfo(
+            id=self.id, username=self.username, created_at=self.created_at, issuer=self.issuer
+        )
 
 
 def user_key(username: str) -> str:

@@ -12,6 +12,7 @@ from intents import (
     AuthenticationFailed,
     CreateUser,
     CreateUserReply,
+    InvalidIntent,
     ListUsers,
     ListUsersReply,
     RemoveUser,
@@ -75,7 +76,8 @@ async def _check(
     users: UserStore, passwords: Passwords, username: str, password: str
 ) -> UserRecord | None:
     found = await _find(users, username)
-    if found is None:
+    if found is None or found[0].external:
+        # A user of an identity provider has no password here: answered like an unknown one.
         await passwords.verify_decoy(password)
         return None
     user, _ = found
@@ -137,6 +139,8 @@ async def set_password(
     if found is None:
         raise UserNotFound(f"no user {intent.username!r}")
     user, revision = found
+    if user.external:
+        raise InvalidIntent(f"user {user.username!r} logs in through {user.issuer}; no password")
     password_hash = await passwords.hash(intent.password.get_secret_value())
     changed = user.model_copy(update={"password_hash": password_hash})
     try:

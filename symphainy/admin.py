@@ -142,8 +142,12 @@ async def users_list(nc: Client, settings: Settings, args: argparse.Namespace) -
     """List users."""
     reply = await _call(nc, settings, ListUsers)
     assert isinstance(reply, ListUsersReply)
-    lines = [f"{'USERNAME':<24} {'ID':<32} CREATED"]
-    lines += [f"{u.username:<24} {u.id:<32} {u.created_at:%Y-%m-%d %H:%M:%S}" for u in reply.users]
+    # ISSUER: the OpenID provider a user logs in through; "-" for a local user (a password).
+    lines = [f"{'USERNAME':<24} {'ID':<32} {'CREATED':<19} ISSUER"]
+    lines += [
+        f"{u.username:<24} {u.id:<32} {u.created_at:%Y-%m-%d %H:%M:%S} {u.issuer or '-'}"
+        for u in reply.users
+    ]
     return lines
 
 

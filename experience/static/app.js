@@ -1,5 +1,5 @@
 // The web client's page: wires the DOM to SymphainyClient, which owns every session and socket rule.
-import { ApiError, State, SymphainyClient } from "./symphainy-client.js";
+import { ApiError, readLoginFragment, State, SymphainyClient } from "./symphainy-client.js";
 
 const $ = (id) => document.getElementById(id);
 const client = new SymphainyClient();
@@ -15,6 +15,17 @@ const NOTICES = {
   malformed: "The server refused the connection as malformed. Log in again.",
   origin_forbidden: "This page's origin is not allowed to connect. Log in again.",
 };
+
+// Why a login through the identity provider came back without a session (the server's codes).
+const OIDC_ERRORS = {
+  login_cancelled: "You cancelled the login at the identity provider.",
+  provider_unavailable: "The identity provider is unavailable; try again shortly.",
+  login_state_invalid: "That login took too long or was not started here; try again.",
+  authorization_code_invalid: "The identity provider refused the login; try again.",
+  id_token_invalid: "The identity provider's answer did not pass our checks.",
+  handover_invalid: "That login was already used or has expired; log in again.",
+};
+let oidcName = "the identity provider";
 
 function show(element, text) {
   element.textContent = text;
@@ -165,8 +176,38 @@ $("logout-others").addEventListener("click", async () => {
   if (client.session) await loadSessions();
 });
 
-$("logout").addEventListener("click", () => client.logout());
+$("logout").addEventListener("click", () => {
+  const viaProvider = Boolean(client.session?.provider);
+  client.logout();
+  // Our session is revoked; the provider's own session is the user's to end, offered here.
+  $("oidc-logout-link").textContent = `Also sign out of ${oidcName}`;
+  $("oidc-logout").hidden = !viaProvider;
+});
+
+async function offerProvider() {
+  const config = await client.oidcConfig();
+  if (!config?.enabled) return;
+  oidcName = config.name;
+  const link = $("oidc-login");
+  link.textContent = `Log in with ${config.name}`;
+  link.href = config.login_url;
+  $("oidc").hidden = false;
+}
+
+// A login through the provider comes back as /#handover=<one-time code> or /#login_error=<code>:
+// take it out of the address bar (and the history) before anything else, then act on it.
+const { handover, loginError } = readLoginFragment(location.hash);
+if (location.hash) history.replaceState(null, "", location.pathname + location.search);
 
 renderState(client.state);
-client.start();
+offerProvider();
+if (handover) {
+  client.loginWithHandover(handover).then(
+    () => show($("login-notice"), ""),
+    (err) => show($("login-error"), OIDC_ERRORS[err.code] ?? loginErrorText(err)),
+  );
+} else {
+  if (loginError) show($("login-error"), OIDC_ERRORS[loginError] ?? "The login did not succeed.");
+  client.start();
+}
 renderSession(client.session);

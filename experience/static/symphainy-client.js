@@ -70,6 +70,15 @@ export function backoffDelay(attempt, random = Math.random, policy = BACKOFF) {
 }
 
 /** An HTTP call that failed: `status` 0 means the server could not be reached. */
+/**
+ * What the server put in this page's fragment after a login through an OpenID provider:
+ * `#handover=<one-time code>` or `#login_error=<error code>`; nulls when neither is there.
+ */
+export function readLoginFragment(hash) {
+  const params = new URLSearchParams(String(hash ?? "").replace(/^#/, ""));
+  return { handover: params.get("handover"), loginError: params.get("login_error") };
+}
+
 export class ApiError extends Error {
   constructor(status, code, message, retryAfter = null) {
     super(message);
@@ -178,19 +187,41 @@ export class SymphainyClient {
   /** Log in: the server creates the session; then the socket opens. Throws `ApiError`. */
   async login(username, password) {
     const body = await this.#request("POST", "/api/auth/login", { body: { username, password } });
+    return this.#begin(body, null);
+  }
+
+  /**
+   * Finish a login through an OpenID provider: trade the one-time code the server put in this
+   * page's `#handover=` for the session (once; the page removes it from the address bar first).
+   * `provider` is kept with the session, so logging out can offer the provider's logout too.
+   */
+  async loginWithHandover(code, provider = "default") {
+    const body = await this.#request("POST", "/api/auth/oidc/exchange", { body: { code } });
+    return this.#begin(body, provider);
+  }
+
+  /** Whether the server offers a login through an OpenID provider: `{enabled, name, login_url}`. */
+  async oidcConfig() {
+    try {
+      return await this.#request("GET", "/api/auth/oidc/config");
+    } catch {
+      return { enabled: false };
+    }
+  }
+
+  #begin(body, provider) {
     this.#closeSocket();
     this.#clearTimers();
     this.#attempt = 0;
     this.#expiredRefreshUsed = false;
-    this.#setSession(
-      {
-        session_id: body.session_id,
-        session_token: body.session_token,
-        expires_at: body.expires_at,
-        user: body.user,
-      },
-      { broadcast: false },
-    );
+    const session = {
+      session_id: body.session_id,
+      session_token: body.session_token,
+      expires_at: body.expires_at,
+      user: body.user,
+    };
+    if (provider) session.provider = provider;
+    this.#setSession(session, { broadcast: false });
     this.#open();
     return this.session;
   }

@@ -11,6 +11,7 @@ import {
   backoffDelay,
   BEARER_PREFIX,
   closeAction,
+  readLoginFragment,
   REFRESH_LOCK_PREFIX,
   STORAGE_KEY,
   State,
@@ -630,5 +631,60 @@ describe("HTTP calls", () => {
     });
     await client.revokeSession(SESSION_ID);
     assert.equal(client.state, State.LOGGED_OUT);
+  });
+});
+
+describe("login through an OpenID provider", () => {
+  const exchange = (status = 200) => ({
+    "POST /api/auth/oidc/exchange": ({ body }) =>
+      status === 200
+        ? {
+            body: {
+              session_id: SESSION_ID,
+              session_token: `token-for-${body.code}`,
+              expires_at: new Date(Date.now() + TOKEN_TTL_MS).toISOString(),
+              user: { id: "u1", username: "alice" },
+            },
+          }
+        : { status, body: { error: { code: "handover_invalid", message: "used" } } },
+  });
+
+  test("reads the handover code or the error from the fragment, and nothing else", () => {
+    assert.deepEqual(readLoginFragment("#handover=abc"), { handover: "abc", loginError: null });
+    assert.deepEqual(readLoginFragment("#login_error=login_cancelled"), {
+      handover: null,
+      loginError: "login_cancelled",
+    });
+    assert.deepEqual(readLoginFragment(""), { handover: null, loginError: null });
+    assert.deepEqual(readLoginFragment(undefined), { handover: null, loginError: null });
+  });
+
+  test("trades the code with a POST (not in a URL) and opens the socket with the token", async () => {
+    const { client, sockets, fetch, storage } = setup({ routes: exchange() });
+    const session = await client.loginWithHandover("one-time-code");
+    const call = fetch.calls.at(-1);
+    assert.equal(call.key, "POST /api/auth/oidc/exchange");
+    assert.deepEqual(call.body, { code: "one-time-code" });
+    assert.ok(!call.url.includes("one-time-code"));
+    assert.equal(session.provider, "default");
+    assert.equal(sockets.length, 1);
+    assert.deepEqual(sockets[0].protocols, [SUBPROTOCOL, `${BEARER_PREFIX}token-for-one-time-code`]);
+    assert.equal(JSON.parse(storage.getItem(STORAGE_KEY)).provider, "default");
+  });
+
+  test("a used or expired code opens nothing", async () => {
+    const { client, sockets } = setup({ routes: exchange(401) });
+    await assert.rejects(client.loginWithHandover("used"), { status: 401, code: "handover_invalid" });
+    assert.equal(sockets.length, 0);
+    assert.equal(client.session, null);
+  });
+
+  test("the provider's button shows only when the server says one is configured", async () => {
+    const on = setup({
+      routes: { "GET /api/auth/oidc/config": { body: { enabled: true, name: "Keycloak" } } },
+    });
+    assert.deepEqual(await on.client.oidcConfig(), { enabled: true, name: "Keycloak" });
+    const off = setup({ fetch: async () => { throw new Error("offline"); } });
+    assert.deepEqual(await off.client.oidcConfig(), { enabled: false });
   });
 });

@@ -43,6 +43,7 @@ def test_public_surface_is_exactly_all() -> None:
         "asyncapi",
         "base",
         "errors",
+        "identity",
         "request",
         "session",
         "system",
@@ -157,6 +158,10 @@ SAMPLE_VALUES = {
     "user_id": "b" * 32,
     "session_id": "a" * 32,
     "jti": "c" * 32,
+    "issuer": "https://id.example",
+    "sub": "248289761001",
+    "expires_at": "2030-01-01T00:00:00Z",
+    "code": "d" * 43,
 }
 
 
