@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from bus import names
 from intents import REPLY_OF, ErrorReply, Intent, Reply
 from intents.errors import RuntimeUnavailable, SymphainyError, error_from_wire
+from telemetry import tracing
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +24,9 @@ R = TypeVar("R", bound=Reply)
 
 def intent_headers(intent: Intent) -> dict[str, str]:
     """NATS headers that let the runtime log the caller's correlation id before parsing."""
-    return {
-        names.CORRELATION_HEADER: intent.correlation_id,
-        names.INTENT_ID_HEADER: intent.intent_id,
-    }
+    return tracing.inject(
+        {names.CORRELATION_HEADER: intent.correlation_id, names.INTENT_ID_HEADER: intent.intent_id}
+    )
 
 
 # A retry-safe intent with no reply by this share of its deadline is sent once more: the worker
@@ -34,6 +34,7 @@ def intent_headers(intent: Intent) -> dict[str, str]:
 SECOND_TRY_AT = 0.5
 
 
+@tracing.sends_intent
 async def request(nc: Client, intent: Intent, reply_type: type[R], timeout: float) -> R:
     """Send ``intent`` to the runtime and return its typed reply, or raise its typed error.
 

@@ -19,6 +19,7 @@ from bus import names
 from intents import ErrorReply, Intent, Reply, utcnow
 from intents.errors import DeadlineExceeded, InvalidIntent, RuntimeUnavailable, SymphainyError
 from runtime_worker.kv import StoreUnavailable
+from telemetry import tracing
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class Dispatcher:
         self._clock = clock
         self.concurrency = concurrency
 
+    @tracing.executes_intent
     async def handle(
         self,
         data: bytes,
@@ -91,6 +93,7 @@ class Dispatcher:
     ) -> bytes:
         """The JSON reply to the intent in ``data``."""
         outcome = await execute(data, intent_type, handler, self._clock)
+        tracing.record_outcome(outcome.code)
         correlation_id = (headers or {}).get(names.CORRELATION_HEADER, "-")
         if outcome.intent is None:
             log.info("rejected malformed %s [%s]", intent_type.__name__, correlation_id)

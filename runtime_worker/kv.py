@@ -25,6 +25,7 @@ from nats.js.errors import (
 from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
 
 from bus import names
+from telemetry import tracing
 
 T = TypeVar("T")
 
@@ -113,6 +114,7 @@ class NatsBucket:
     def __init__(self, kv: KeyValue) -> None:
         self._kv = kv
 
+    @tracing.kv_call
     async def get(self, key: str) -> Entry | None:
         """The entry, or None if absent, deleted, or expired (a marker with no value)."""
         try:
@@ -125,6 +127,7 @@ class NatsBucket:
             return None
         return Entry(key=key, value=found.value, revision=found.revision)
 
+    @tracing.kv_call
     async def create(self, key: str, value: bytes) -> int:
         """Write only if absent."""
         try:
@@ -134,6 +137,7 @@ class NatsBucket:
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
 
+    @tracing.kv_call
     async def update(self, key: str, value: bytes, revision: int) -> int:
         """Compare-and-set on the revision."""
         try:
@@ -143,6 +147,7 @@ class NatsBucket:
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
 
+    @tracing.kv_call
     async def delete(self, key: str, revision: int) -> None:
         """Delete at ``revision``."""
         try:
@@ -154,6 +159,7 @@ class NatsBucket:
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
 
+    @tracing.kv_call
     async def keys(self, pattern: str) -> list[str]:
         """See ``Bucket.keys``: the server's count of messages per subject, one request and no
         consumer (an ordered consumer per call outlived the call, and under a few hundred calls
@@ -168,6 +174,7 @@ class NatsBucket:
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
         return [found[len(prefix) :] for found in info.state.subjects or {}]
 
+    @tracing.kv_call
     async def entries(self, keys: str = ">") -> list[Entry]:
         """Every live entry matching ``keys``, read through one ordered consumer (no per-key round
         trips).

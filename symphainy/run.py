@@ -31,6 +31,7 @@ from experience.server import ExperienceServer, build_server
 from intents import SymphainyError
 from runtime_worker.app import Worker, start_worker
 from symphainy import first_run, logs
+from telemetry import tracing
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def main(coro: Coroutine[Any, Any, None]) -> int:
     """Run a component until it is stopped; the exit code."""
     try:
         asyncio.run(coro)
-    except (StartupError, PermissionDenied, IdentityError) as exc:
+    except (StartupError, PermissionDenied, IdentityError, tracing.TracingConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -166,6 +167,7 @@ async def _stop_workers(workers: list[Worker]) -> None:
 
 async def up(settings: Settings, *, embedded: bool) -> None:
     """The whole system: embedded NATS (unless given a URL), workers, the Experience Plane."""
+    tracing.setup(tracing.Part.EXPERIENCE, tracing.Part.RUNTIME)
     stop = _stop_signal()
     sock = _listen(settings.host, settings.port)
     nats: EmbeddedNats | None = None
@@ -217,6 +219,7 @@ async def _embedded_nats(settings: Settings) -> EmbeddedNats:
 
 async def runtime(settings: Settings) -> None:
     """Runtime worker(s) until stopped."""
+    tracing.setup(tracing.Part.RUNTIME)
     stop = _stop_signal()
     workers = await _start_workers(settings)
     logs.adopt_library_loggers()
@@ -230,6 +233,7 @@ async def runtime(settings: Settings) -> None:
 
 async def experience(settings: Settings) -> None:
     """The Experience Plane until stopped."""
+    tracing.setup(tracing.Part.EXPERIENCE)
     stop = _stop_signal()
     settings = _signing_keys(settings)
     url = identity_for(settings, Role.EXPERIENCE).url

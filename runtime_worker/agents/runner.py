@@ -38,6 +38,7 @@ from runtime_worker.agents.execute import failed, outcome, run_intent
 from runtime_worker.agents.limits import RunBudget
 from runtime_worker.deps import Deps
 from runtime_worker.dispatch import audit, describe
+from telemetry import tracing
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,7 @@ class AgentRunner:
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
 
+    @tracing.runs_agent
     async def _handle(self, msg: Msg) -> None:
         correlation_id = (msg.headers or {}).get(names.CORRELATION_HEADER, "-")
         try:
@@ -189,6 +191,7 @@ class AgentRunner:
             attempt,
             intent.correlation_id,
         )
+        tracing.record_outcome(outcome(result))
         await audit(self._nc, intent, outcome(result))
         await _settle(msg.ack)
 
@@ -235,10 +238,12 @@ class AgentRunner:
         await self._nc.publish(
             intent.reply_subject,
             body,
-            headers={
-                names.CORRELATION_HEADER: intent.correlation_id,
-                names.INTENT_ID_HEADER: intent.intent_id,
-            },
+            headers=tracing.inject(
+                {
+                    names.CORRELATION_HEADER: intent.correlation_id,
+                    names.INTENT_ID_HEADER: intent.intent_id,
+                }
+            ),
         )
 
     async def _on_cancel(self, msg: Msg) -> None:
