@@ -114,12 +114,13 @@ def enabled(environ: Mapping[str, str]) -> bool:
     return bool(exporter or endpoint)
 
 
-def setup(*parts: Part, environ: Mapping[str, str] = os.environ) -> bool:
-    """Give each of ``parts`` its tracer if ``environ`` asks for traces; whether it did.
+def setup(*parts: Part) -> bool:
+    """Give each of ``parts`` its tracer if the environment asks for traces; whether it did.
 
     Each part gets its own provider (own ``service.name``), batching spans to the exporter; the
-    provider flushes at exit.
+    provider flushes at exit. The SDK reads its own variables (endpoint, batching, sampling).
     """
+    environ = os.environ
     if not enabled(environ):
         return False
     # The SDK only when asked for: off means none of it is even imported.
