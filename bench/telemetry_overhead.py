@@ -12,7 +12,8 @@ between them so drift on a noisy machine hits both alike. Two paths are timed, s
 
 ``--metrics-port P`` also serves the traced side's Prometheus metrics on P (once ``up`` has the
 flag), so the pair measures metrics and tracing together. The last line is the ratio.
-Run: ``.venv/bin/python bench/telemetry_overhead.py [--n 4000] [--metrics-port 9464]``.
+``--sample R`` traces only that share of requests (the standard ``parentbased_traceidratio``).
+Run: ``.venv/bin/python bench/telemetry_overhead.py [--n 4000] [--metrics-port P] [--sample R]``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from intents.request import request
 from tests.otlp import OtlpReceiver
 from tests.processes import Component, start_component
 
-ROUNDS = 8
+ROUNDS = 16
 
 
 @dataclass
@@ -53,6 +54,9 @@ class Side:
     verify_call: Callable[[], Awaitable[object]]
     http_samples: list[float]
     verify_samples: list[float]
+    # The median of each round, to compare round by round.
+    http_rounds: list[float]
+    verify_rounds: list[float]
 
 
 @asynccontextmanager
@@ -93,7 +97,7 @@ async def running_up(
                 return await request(nc, verify, VerifySessionReply, 5)
 
             try:
-                yield Side(name, up, http_call, verify_call, [], [])
+                yield Side(name, up, http_call, verify_call, [], [], [], [])
             finally:
                 await nc.close()
         await up.terminate()
@@ -111,6 +115,12 @@ def describe(name: str, samples: list[float]) -> str:
 
 def ratio(on: list[float], off: list[float]) -> float:
     return statistics.median(on) / statistics.median(off)
+
+
+def round_ratio(on: list[float], off: list[float]) -> float:
+    """The median over rounds of on/off in the same round: a burst of load from elsewhere hits
+    one round, not the figure."""
+    return statistics.median(a / b for a, b in zip(on, off, strict=True))
 
 
 async def serve_otlp() -> None:
@@ -146,20 +156,25 @@ async def receiver_process() -> AsyncIterator[tuple[str, list[int]]]:
         await child.wait()
 
 
-async def main(n: int, metrics_port: int | None) -> None:
+async def main(n: int, metrics_port: int | None, sample: float | None) -> None:
     async with receiver_process() as (endpoint, spans):
-        ratios = await compare(n, metrics_port, endpoint)
+        ratios = await compare(n, metrics_port, endpoint, sample)
     print(f"spans received by the OTLP receiver: {spans[0]:,}")
     print("\n".join(ratios))
 
 
-async def compare(n: int, metrics_port: int | None, endpoint: str) -> list[str]:
+async def compare(
+    n: int, metrics_port: int | None, endpoint: str, sample: float | None
+) -> list[str]:
     """Time both sides; print their figures and return the ratio lines."""
     traced_env = {
         "OTEL_TRACES_EXPORTER": "otlp",
         "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
     }
+    if sample is not None:
+        traced_env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+        traced_env["OTEL_TRACES_SAMPLER_ARG"] = str(sample)
     plain_env = {"OTEL_SDK_DISABLED": "true"}  # whatever the caller's shell has set
     extra = ["--metrics-port", str(metrics_port)] if metrics_port else []
     per_round, warmup = n // ROUNDS, min(200, n)
@@ -171,24 +186,28 @@ async def compare(n: int, metrics_port: int | None, endpoint: str) -> list[str]:
         ):
             for _ in range(ROUNDS):
                 for side in (on, off):
-                    side.http_samples += await timed(
-                        side.http_call, per_round, warmup=warmup, scale=1e6
-                    )
-                    side.verify_samples += await timed(
-                        side.verify_call, per_round, warmup=warmup, scale=1e6
-                    )
+                    http = await timed(side.http_call, per_round, warmup=warmup, scale=1e6)
+                    verify = await timed(side.verify_call, per_round, warmup=warmup, scale=1e6)
+                    side.http_samples += http
+                    side.verify_samples += verify
+                    side.http_rounds.append(statistics.median(http))
+                    side.verify_rounds.append(statistics.median(verify))
                 warmup = 20
     what = "tracing + metrics" if metrics_port else "tracing"
+    if sample is not None:
+        what += f" (sampled {sample:g})"
     print(f"python {sys.version.split()[0]}, {n} sequential requests per path and side")
     print(describe("VerifySession over NATS, plain", off.verify_samples))
     print(describe(f"VerifySession over NATS, {what}", on.verify_samples))
     print(describe("GET /api/session/{id}, plain", off.http_samples))
     print(describe(f"GET /api/session/{{id}}, {what}", on.http_samples))
     verify = ratio(on.verify_samples, off.verify_samples)
+    verify_rounds = round_ratio(on.verify_rounds, off.verify_rounds)
     http = ratio(on.http_samples, off.http_samples)
+    http_rounds = round_ratio(on.http_rounds, off.http_rounds)
     return [
-        f"VerifySession over NATS, {what} / plain (p50): {verify:.3f}",
-        f"GET /api/session/{{id}}, {what} / plain (p50): {http:.3f}",
+        f"VerifySession over NATS, {what} / plain: p50 {verify:.3f}, per round {verify_rounds:.3f}",
+        f"GET /api/session/{{id}}, {what} / plain: p50 {http:.3f}, per round {http_rounds:.3f}",
     ]
 
 
@@ -196,6 +215,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=4000)
     parser.add_argument("--metrics-port", type=int, help="also serve the traced side's metrics")
+    parser.add_argument(
+        "--sample", type=float, help="trace this share of requests (parentbased_traceidratio)"
+    )
     parser.add_argument("--serve-otlp", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    asyncio.run(serve_otlp() if args.serve_otlp else main(args.n, args.metrics_port))
+    asyncio.run(serve_otlp() if args.serve_otlp else main(args.n, args.metrics_port, args.sample))
