@@ -12,6 +12,7 @@ between them so drift on a noisy machine hits both alike. Two paths are timed, s
 
 ``--metrics-port P`` also serves the traced side's Prometheus metrics on P (once ``up`` has the
 flag), so the pair measures metrics and tracing together. The last line is the ratio.
+``--control`` traces neither side (the noise floor of comparing two processes).
 ``--sample R`` traces only that share of requests (the standard ``parentbased_traceidratio``).
 Run: ``.venv/bin/python bench/telemetry_overhead.py [--n 4000] [--metrics-port P] [--sample R]``.
 """
@@ -156,15 +157,15 @@ async def receiver_process() -> AsyncIterator[tuple[str, list[int]]]:
         await child.wait()
 
 
-async def main(n: int, metrics_port: int | None, sample: float | None) -> None:
+async def main(n: int, metrics_port: int | None, sample: float | None, control: bool) -> None:
     async with receiver_process() as (endpoint, spans):
-        ratios = await compare(n, metrics_port, endpoint, sample)
+        ratios = await compare(n, metrics_port, endpoint, sample, control)
     print(f"spans received by the OTLP receiver: {spans[0]:,}")
     print("\n".join(ratios))
 
 
 async def compare(
-    n: int, metrics_port: int | None, endpoint: str, sample: float | None
+    n: int, metrics_port: int | None, endpoint: str, sample: float | None, control: bool
 ) -> list[str]:
     """Time both sides; print their figures and return the ratio lines."""
     traced_env = {
@@ -172,6 +173,8 @@ async def compare(
         "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
     }
+    if control:
+        traced_env = {"OTEL_SDK_DISABLED": "true"}
     if sample is not None:
         traced_env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
         traced_env["OTEL_TRACES_SAMPLER_ARG"] = str(sample)
@@ -194,6 +197,8 @@ async def compare(
                     side.verify_rounds.append(statistics.median(verify))
                 warmup = 20
     what = "tracing + metrics" if metrics_port else "tracing"
+    if control:
+        what = "control (off too)"
     if sample is not None:
         what += f" (sampled {sample:g})"
     print(f"python {sys.version.split()[0]}, {n} sequential requests per path and side")
@@ -218,6 +223,13 @@ if __name__ == "__main__":
     parser.add_argument(
         "--sample", type=float, help="trace this share of requests (parentbased_traceidratio)"
     )
+    parser.add_argument(
+        "--control", action="store_true", help="trace neither side: the noise floor of the pair"
+    )
     parser.add_argument("--serve-otlp", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    asyncio.run(serve_otlp() if args.serve_otlp else main(args.n, args.metrics_port, args.sample))
+    asyncio.run(
+        serve_otlp()
+        if args.serve_otlp
+        else main(args.n, args.metrics_port, args.sample, args.control)
+    )
