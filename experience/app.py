@@ -30,6 +30,7 @@ from experience.routes import oidc as oidc_routes
 from experience.routes.models import error_responses
 from experience.tokens import Tokens
 from intents import new_id
+from telemetry import tracing
 from telemetry.http import HttpMetrics
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class CorrelationMiddleware:
         given = dict(scope["headers"]).get(header, b"").decode("latin-1")
         correlation_id = given if _CORRELATION.match(given) else new_id()
         scope.setdefault("state", {})["correlation_id"] = correlation_id
+        tracing.set_correlation(correlation_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -110,6 +112,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(hosts.TrustedHosts, policy=hosts.HostPolicy.from_settings(settings))
     app.add_middleware(HttpMetrics)  # outermost: refused hosts and oversized bodies count too
     serve_web_client(app)
+    tracing.instrument_app(app)
     return app
 
 

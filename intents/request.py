@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from bus import names
 from intents import REPLY_OF, ErrorReply, Intent, Reply
 from intents.errors import RuntimeUnavailable, SymphainyError, error_from_wire
+from telemetry import tracing
 from telemetry.record import intent_sent
 
 log = logging.getLogger(__name__)
@@ -25,10 +26,9 @@ R = TypeVar("R", bound=Reply)
 
 def intent_headers(intent: Intent) -> dict[str, str]:
     """NATS headers that let the runtime log the caller's correlation id before parsing."""
-    return {
-        names.CORRELATION_HEADER: intent.correlation_id,
-        names.INTENT_ID_HEADER: intent.intent_id,
-    }
+    return tracing.inject(
+        {names.CORRELATION_HEADER: intent.correlation_id, names.INTENT_ID_HEADER: intent.intent_id}
+    )
 
 
 # A retry-safe intent with no reply by this share of its deadline is sent once more: the worker
@@ -36,6 +36,7 @@ def intent_headers(intent: Intent) -> dict[str, str]:
 SECOND_TRY_AT = 0.5
 
 
+@tracing.sends_intent
 async def request(nc: Client, intent: Intent, reply_type: type[R], timeout: float) -> R:
     """``_request``, counted and timed by intent type and outcome code."""
     started = perf_counter()

@@ -21,6 +21,7 @@ from intents import ErrorReply, Intent, Reply, utcnow
 from intents.errors import DeadlineExceeded, InvalidIntent, RuntimeUnavailable, SymphainyError
 from runtime_worker.kv import StoreUnavailable
 from runtime_worker.stats import IntentStats
+from telemetry import tracing
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class Dispatcher:
         self.concurrency = concurrency
         self.stats = IntentStats()
 
+    @tracing.executes_intent
     async def handle(
         self,
         data: bytes,
@@ -96,6 +98,7 @@ class Dispatcher:
         """The JSON reply to the intent in ``data``."""
         started = perf_counter()
         outcome = await execute(data, intent_type, handler, self._clock)
+        tracing.record_outcome(outcome.code)
         correlation_id = (headers or {}).get(names.CORRELATION_HEADER, "-")
         if outcome.intent is None:
             log.info("rejected malformed %s [%s]", intent_type.__name__, correlation_id)

@@ -26,6 +26,7 @@ from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
 
 from bus import names
 from runtime_worker.stats import kv_timed
+from telemetry import tracing
 
 T = TypeVar("T")
 
@@ -115,6 +116,7 @@ class NatsBucket:
         self._kv = kv
 
     @kv_timed("get")
+    @tracing.kv_call
     async def get(self, key: str) -> Entry | None:
         """The entry, or None if absent, deleted, or expired (a marker with no value)."""
         try:
@@ -128,6 +130,7 @@ class NatsBucket:
         return Entry(key=key, value=found.value, revision=found.revision)
 
     @kv_timed("create")
+    @tracing.kv_call
     async def create(self, key: str, value: bytes) -> int:
         """Write only if absent."""
         try:
@@ -138,6 +141,7 @@ class NatsBucket:
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
 
     @kv_timed("update")
+    @tracing.kv_call
     async def update(self, key: str, value: bytes, revision: int) -> int:
         """Compare-and-set on the revision."""
         try:
@@ -148,6 +152,7 @@ class NatsBucket:
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
 
     @kv_timed("delete")
+    @tracing.kv_call
     async def delete(self, key: str, revision: int) -> None:
         """Delete at ``revision``."""
         try:
@@ -160,6 +165,7 @@ class NatsBucket:
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
 
     @kv_timed("keys")
+    @tracing.kv_call
     async def keys(self, pattern: str) -> list[str]:
         """See ``Bucket.keys``: the server's count of messages per subject, one request and no
         consumer (an ordered consumer per call outlived the call, and under a few hundred calls
@@ -175,6 +181,7 @@ class NatsBucket:
         return [found[len(prefix) :] for found in info.state.subjects or {}]
 
     @kv_timed("entries")
+    @tracing.kv_call
     async def entries(self, keys: str = ">") -> list[Entry]:
         """Every live entry matching ``keys``, read through one ordered consumer (no per-key round
         trips).

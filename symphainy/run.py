@@ -32,7 +32,7 @@ from intents import SymphainyError
 from runtime_worker.app import GRACEFUL_TIMEOUT_S, Worker, start_worker
 from symphainy import first_run, logs
 from symphainy.workers import WorkerProcesses, WorkerStartError
-from telemetry import exposition
+from telemetry import exposition, tracing
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def main(coro: Coroutine[Any, Any, None]) -> int:
     """Run a component until it is stopped; the exit code."""
     try:
         asyncio.run(coro)
-    except (StartupError, PermissionDenied, IdentityError) as exc:
+    except (StartupError, PermissionDenied, IdentityError, tracing.TracingConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -187,6 +187,7 @@ async def _stop_workers(workers: list[Worker]) -> None:
 async def up(settings: Settings, *, embedded: bool) -> None:
     """The whole system: embedded NATS (unless given a URL), worker processes, the Experience
     Plane."""
+    tracing.setup(tracing.Part.EXPERIENCE)  # the worker processes set up their own
     stop = _stop_signal()
     sock = _listen(settings.host, settings.port)
     nats: EmbeddedNats | None = None
@@ -248,6 +249,7 @@ async def _embedded_nats(settings: Settings) -> EmbeddedNats:
 
 async def runtime(settings: Settings) -> None:
     """Runtime worker(s) until stopped."""
+    tracing.setup(tracing.Part.RUNTIME)
     stop = _stop_signal()
     workers = await _start_workers(settings)
     logs.adopt_library_loggers()
@@ -267,6 +269,7 @@ async def runtime(settings: Settings) -> None:
 
 async def experience(settings: Settings) -> None:
     """The Experience Plane until stopped."""
+    tracing.setup(tracing.Part.EXPERIENCE)
     stop = _stop_signal()
     settings = _signing_keys(settings)
     url = identity_for(settings, Role.EXPERIENCE).url

@@ -36,7 +36,7 @@ from intents import (
 from intents.agent import CancelAgentRun
 from intents.base import new_id
 from intents.request import intent_headers
-from telemetry import record
+from telemetry import record, tracing
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ class AgentChannel:
             names.agent_replies_of_gate(self._gate.gate_id), cb=self._on_reply
         )
 
+    @tracing.receives_frame
     async def on_frame(self, conn: Connection, text: str) -> None:
         """Handle one text frame; a bad one gets an error frame and the socket stays open.
 
@@ -188,6 +189,7 @@ class AgentChannel:
         conn.extend(claims.exp, session.expires_at)
         conn.send(self._gate.expiry_of(claims.exp, session))
 
+    @tracing.receives_agent_reply
     async def _on_reply(self, msg: Msg) -> None:
         socket_id = msg.subject.rsplit(".", 1)[-1]
         conn = self._gate.registry.get(socket_id)

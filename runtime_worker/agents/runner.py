@@ -40,6 +40,7 @@ from runtime_worker.agents.limits import RunBudget
 from runtime_worker.deps import Deps
 from runtime_worker.dispatch import audit, describe
 from runtime_worker.stats import agent_event, agent_label, agent_run
+from telemetry import tracing
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,7 @@ class AgentRunner:
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
 
+    @tracing.runs_agent
     async def _handle(self, msg: Msg) -> None:
         correlation_id = (msg.headers or {}).get(names.CORRELATION_HEADER, "-")
         try:
@@ -193,6 +195,7 @@ class AgentRunner:
         )
         agent = agent_label(self._agents, intent.agent)
         agent_run(agent, outcome(result), perf_counter() - started)
+        tracing.record_outcome(outcome(result))
         await audit(self._nc, intent, outcome(result))
         await _settle(msg.ack)
 
@@ -240,10 +243,12 @@ class AgentRunner:
         await self._nc.publish(
             intent.reply_subject,
             body,
-            headers={
-                names.CORRELATION_HEADER: intent.correlation_id,
-                names.INTENT_ID_HEADER: intent.intent_id,
-            },
+            headers=tracing.inject(
+                {
+                    names.CORRELATION_HEADER: intent.correlation_id,
+                    names.INTENT_ID_HEADER: intent.intent_id,
+                }
+            ),
         )
 
     async def _on_cancel(self, msg: Msg) -> None:
