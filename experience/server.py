@@ -32,6 +32,7 @@ from wsproto.events import CloseConnection
 
 from bus.settings import Settings
 from experience.errors import error_response
+from experience.routes.agent import SocketsFirst
 
 
 class _BoundedConnection(h11.Connection):
@@ -204,7 +205,7 @@ def build_server(
 ) -> ExperienceServer:
     """A server for ``app`` with bounded requests, the gate's keep-alive pings and frame limit."""
     config = uvicorn.Config(
-        app,
+        SocketsFirst(app),
         host=host,
         port=port,
         http=BoundedH11Protocol.bounded(settings),

@@ -29,6 +29,28 @@ log = logging.getLogger(__name__)
 class Connection:
     """An admitted socket of one session."""
 
+    # Ten thousand idle sockets are ten thousand of these: no __dict__, no outbox until used.
+    __slots__ = (
+        "_close_sent",
+        "_dead",
+        "_flusher",
+        "_on_due",
+        "_outbox",
+        "_queue_size",
+        "_timer",
+        "close_code",
+        "close_reason",
+        "in_flight",
+        "max_in_flight",
+        "session_expires_at",
+        "session_id",
+        "socket_id",
+        "token_exp",
+        "unacked",
+        "user_id",
+        "websocket",
+    )  # fmt: skip
+
     def __init__(
         self,
         websocket: WebSocket,
@@ -54,7 +76,7 @@ class Connection:
         self.close_code: int | None = None
         self.close_reason = ""
         self._queue_size = queue_size
-        self._outbox: deque[str] = deque()
+        self._outbox: deque[str] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._close_sent = False
         self._dead = False  # a send failed: the peer is gone
@@ -70,6 +92,8 @@ class Connection:
         """Queue a frame; a client too slow to keep up is closed (4429) instead of buffered."""
         if self.closing or self._dead:
             return
+        if self._outbox is None:
+            self._outbox = deque()
         if len(self._outbox) >= self._queue_size:
             log.info("socket %s too slow; closing", self.socket_id)
             self._outbox.clear()  # it could not take them; the close goes out first
@@ -137,7 +161,7 @@ class Connection:
                 return  # no await since the checks: a frame queued now starts a new flusher
         except Exception:  # the peer went away; nothing left to send to
             log.debug("writer of %s stopped", self.socket_id, exc_info=True)
-            self._outbox.clear()
+            self._outbox = None
             self._dead = self._close_sent = True
         finally:
             self._flusher = None

@@ -167,7 +167,9 @@ class Gate:
                 websocket, Rejected(CloseCode.TOO_MANY, str(exc), outcome.subprotocol)
             )
             return
-        await self._run(websocket, outcome, correlation_id)
+        conn = await self._accept(websocket, outcome, correlation_id)
+        del outcome  # the socket lives on what the connection holds, not its admission
+        await self._run(conn)
 
     async def _reject(self, websocket: WebSocket, rejected: Rejected) -> None:
         # Accept only to close at once: a pre-accept 403 reaches a browser as a bare 1006.
@@ -178,7 +180,9 @@ class Gate:
         except Exception:
             log.debug("peer left during rejection", exc_info=True)
 
-    async def _run(self, websocket: WebSocket, admitted: Admitted, correlation_id: str) -> None:
+    async def _accept(
+        self, websocket: WebSocket, admitted: Admitted, correlation_id: str
+    ) -> Connection:
         await websocket.accept(subprotocol=admitted.subprotocol)
         conn = Connection(
             websocket,
@@ -199,6 +203,9 @@ class Gate:
             conn.session_id,
             correlation_id,
         )
+        return conn
+
+    async def _run(self, conn: Connection) -> None:
         try:
             await self._read(conn)
         finally:
