@@ -185,7 +185,8 @@ class AgentRunner:
                 exc,
             )
             return
-        log.info(
+        # DEBUG: the audit record and the metrics say the same for every run, at no cost to it.
+        log.debug(
             "agent %s %s -> %s (attempt %d) [%s]",
             intent.agent,
             intent.intent_id,
