@@ -17,7 +17,6 @@ from nats.aio.client import Client
 from nats.errors import AuthorizationError
 
 from bus.identity import NatsIdentity
-from telemetry.record import reconnected
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +83,15 @@ class BusGuard:
 
 
 def connection_options(
-    name: str, identity: NatsIdentity, guard: BusGuard | None = None
+    name: str,
+    identity: NatsIdentity,
+    guard: BusGuard | None = None,
+    on_reconnect: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Options for nats-py: the identity, reconnect forever, log instead of print.
 
     FastStream's broker takes the same, as a security object (``runtime_worker.app``).
+    ``on_reconnect`` is told of every reconnection (the components count them in metrics).
     """
 
     async def on_error(exc: Exception) -> None:
@@ -104,7 +107,8 @@ def connection_options(
 
     async def on_reconnected() -> None:
         log.info("nats reconnected (%s)", name)
-        reconnected(identity.user or "anonymous")  # the role: runtime, experience...
+        if on_reconnect is not None:
+            on_reconnect()
 
     callbacks: dict[str, Callable[..., Awaitable[None]]] = {
         "error_cb": on_error,
@@ -122,12 +126,17 @@ def connection_options(
     }
 
 
-async def connect(identity: NatsIdentity, name: str, guard: BusGuard | None = None) -> Client:
+async def connect(
+    identity: NatsIdentity,
+    name: str,
+    guard: BusGuard | None = None,
+    on_reconnect: Callable[[], None] | None = None,
+) -> Client:
     """A connected nats-py client that reconnects by itself; refused credentials raise at once."""
     guard = guard or BusGuard(identity)
     nc = Client()
     try:
-        await guard.run(nc.connect(**connection_options(name, identity, guard)))
+        await guard.run(nc.connect(**connection_options(name, identity, guard, on_reconnect)))
     except BaseException:
         await nc.close()
         raise

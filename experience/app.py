@@ -32,6 +32,7 @@ from experience.tokens import Tokens
 from intents import new_id
 from telemetry import tracing
 from telemetry.http import HttpMetrics
+from telemetry.record import reconnected
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,12 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         identity = identity_for(settings, Role.EXPERIENCE)
         guard = BusGuard(identity)
-        nc = await connect(identity, f"symphainy-experience-{new_id()[:8]}", guard)
+        nc = await connect(
+            identity,
+            f"symphainy-experience-{new_id()[:8]}",
+            guard,
+            lambda: reconnected(Role.EXPERIENCE.value),
+        )
         gate = Gate(settings, nc, tokens.verify)
         app.state.nc = nc
         app.state.gate = gate

@@ -30,6 +30,7 @@ from runtime_worker.fastlane import FastLane
 from runtime_worker.passwords import Passwords
 from runtime_worker.routers import session_router, system_router, user_router
 from runtime_worker.stats import WorkerTelemetry
+from telemetry.record import reconnected
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,9 @@ class Worker:
 
 def build_broker(identity: NatsIdentity, worker_id: str, guard: BusGuard) -> NatsBroker:
     """The worker's broker. FastStream's per-message log goes to DEBUG: at INFO it costs ~20%."""
-    options = connection_options(f"symphainy-runtime-{worker_id}", identity, guard)
+    options = connection_options(
+        f"symphainy-runtime-{worker_id}", identity, guard, lambda: reconnected(Role.RUNTIME.value)
+    )
     # FastStream takes the identity as a security object rather than nats-py's keywords.
     servers = options.pop("servers")
     tls = options.pop("tls", None)
