@@ -39,7 +39,10 @@ class Settings(BaseSettings):
     # State Surface.
     kv_replicas: int = Field(default=1, ge=1, le=5)
     audit_max_age_s: float = Field(default=7 * 24 * 3600, gt=0)
-    audit_max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    # An audit record is ~500 bytes: size the cap as audited records/s x 500 B x max age. 1 GiB
+    # holds 7 days at 3.5 records/s: 1,000 verifies/s with 1 in 1,000 failing is 1 record/s
+    # (successful reads are not audited), 24 days (bench/audit_volume.py).
+    audit_max_bytes: int = Field(default=1024 * 1024 * 1024, gt=0)
 
     # Bus behaviour.
     request_timeout_s: float = Field(default=2.0, gt=0, le=60)
