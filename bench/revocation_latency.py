@@ -21,11 +21,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
 import secrets
+import signal
 import statistics
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 
+import harness
+import jwt
 import ws_harness
 from nats.aio.client import Client
 from pydantic import SecretStr
@@ -55,6 +63,75 @@ GOAL = 1.2
 FLOOR_IN_FLIGHT = 64
 FLOOR_BUCKET = "bench_floor"
 SESSIONS_BUCKET_CONFIG = 0  # bucket_configs lists the sessions bucket first
+
+
+@dataclasses.dataclass
+class Processes:
+    """The processes whose CPU a round spends, by role: up's own, its workers', the bus's, ours."""
+
+    pids: dict[str, list[int]]
+
+    @classmethod
+    def of(cls, up_pid: int) -> Processes:
+        """``up`` (the Experience Plane and gate), its worker children, nats-server, this client."""
+        workers = [
+            p for p in harness.descendants(up_pid) if harness.command_name(p) != "nats-server"
+        ]
+        nats = [
+            p for p in harness.descendants(os.getpid()) if harness.command_name(p) == "nats-server"
+        ]
+        return cls(
+            {"up": [up_pid], "worker": workers, "nats-server": nats, "client": [os.getpid()]}
+        )
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far, per role."""
+        return {role: sum(harness.cpu_seconds(p) for p in pids) for role, pids in self.pids.items()}
+
+
+@contextmanager
+def spent(procs: Processes, into: dict[str, list[float]]) -> Iterator[None]:
+    """Append to ``into`` the CPU ms each role spent in the block."""
+    before = procs.cpu()
+    yield
+    for role, seconds in procs.cpu().items():
+        into.setdefault(role, []).append((seconds - before[role]) * 1e3)
+
+
+@contextmanager
+def py_spy(procs: Processes, out: Path | None, r: int) -> Iterator[None]:
+    """With ``out``, py-spy samples up and its worker during the block (raw folded stacks)."""
+    if out is None:
+        yield
+        return
+    spy = Path(sys.executable).parent / "py-spy"
+    targets = {"up": procs.pids["up"][0], "worker": procs.pids["worker"][0]}
+    running = [
+        harness.subprocess.Popen(
+            [
+                str(spy),
+                "record",
+                "-r",
+                "1000",
+                "-f",
+                "raw",
+                "-p",
+                str(pid),
+                "-o",
+                str(out / f"{name}-round{r + 1}.txt"),
+            ],
+            stdout=harness.subprocess.DEVNULL,
+            stderr=harness.subprocess.DEVNULL,
+        )
+        for name, pid in targets.items()
+    ]
+    time.sleep(1.0)  # attached before the round starts
+    try:
+        yield
+    finally:
+        for proc in running:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(30)
 
 
 @dataclasses.dataclass
@@ -112,24 +189,40 @@ async def _seed(
 
 
 async def _revoke_round(
-    stack: ws_harness.Stack, clients: Clients, settings: Settings, n: int, r: int
+    stack: ws_harness.Stack,
+    clients: Clients,
+    settings: Settings,
+    n: int,
+    r: int,
+    cpu: dict[str, list[float]],
+    profile: Path | None,
 ) -> tuple[float, float]:
-    """(ms until the last socket closed, ms until the intent's reply) for one round."""
+    """(ms until the last socket closed, ms until the intent's reply) for one round; the CPU
+    each process spent from the intent to the last close goes into ``cpu``."""
     user_id, tokens = await _seed(clients, settings, f"revoked{r}", n)
     sockets = await ws_harness.open_many(stack.up.address, tokens, n, deflate=True)
-    started = time.perf_counter()
-    reply = await request(
-        clients.experience,
-        RevokeUserSessions(user_id=user_id, reason="bench"),
-        RevokeUserSessionsReply,
-        60,
-    )
-    replied = time.perf_counter()
-    codes = await asyncio.wait_for(asyncio.gather(*(s.closed for s in sockets)), 60)
-    if len(reply.revoked) != n or set(codes) != {4404}:
-        raise RuntimeError(f"revoked {len(reply.revoked)} of {n}; close codes {set(codes)}")
+    procs = Processes.of(stack.up.pid)
+    with py_spy(procs, profile, r), spent(procs, cpu):
+        started = time.perf_counter()
+        reply = await request(
+            clients.experience,
+            RevokeUserSessions(user_id=user_id, reason="bench"),
+            RevokeUserSessionsReply,
+            60,
+        )
+        replied = time.perf_counter()
+        codes = await asyncio.wait_for(asyncio.gather(*(s.closed for s in sockets)), 60)
+    if len(reply.revoked) != n or set(reply.revoked) != set(_session_ids(tokens)):
+        raise RuntimeError(f"revoked {len(reply.revoked)} of {n}, not exactly the user's sessions")
+    if set(codes) != {4404}:
+        raise RuntimeError(f"close codes {set(codes)}")
     last = max(s.closed_at for s in sockets)
     return (last - started) * 1e3, (replied - started) * 1e3
+
+
+def _session_ids(tokens: list[str]) -> list[str]:
+    """The session id each token names (its ``sid`` claim; read, not verified)."""
+    return [str(jwt.decode(t, options={"verify_signature": False})["sid"]) for t in tokens]
 
 
 async def _floor_round(nc: Client, n: int, value: bytes) -> float:
@@ -146,7 +239,7 @@ async def _floor_round(nc: Client, n: int, value: bytes) -> float:
     return (time.perf_counter() - started) * 1e3
 
 
-async def main(n: int, repeats: int) -> None:
+async def main(n: int, repeats: int, profile: Path | None) -> None:
     env = {"SYMPHAINY_WS_MAX_PER_USER": str(n + 10)}
     async with ws_harness.stack(env) as stack:
         settings = keys.resolve(Settings(data_dir=stack.data_dir))
@@ -162,11 +255,16 @@ async def main(n: int, repeats: int) -> None:
             await js.create_key_value(dataclasses.replace(sessions, bucket=FLOOR_BUCKET))
             value = b"x" * await _record_size(clients, settings)
             ours, replies, floor = [], [], []
+            cpu_ours: dict[str, list[float]] = {}
+            cpu_floor: dict[str, list[float]] = {}
             for r in range(repeats):
-                last, replied = await _revoke_round(stack, clients, settings, n, r)
+                last, replied = await _revoke_round(
+                    stack, clients, settings, n, r, cpu_ours, profile
+                )
                 ours.append(last)
                 replies.append(replied)
-                floor.append(await _floor_round(clients.bench, n, value))
+                with spent(Processes.of(stack.up.pid), cpu_floor):
+                    floor.append(await _floor_round(clients.bench, n, value))
                 print(
                     f"round {r + 1}: last socket closed {last:.0f} ms (reply {replied:.0f} ms), "
                     f"{n} KV puts {floor[-1]:.0f} ms",
@@ -180,6 +278,10 @@ async def main(n: int, repeats: int) -> None:
     print(f"intent sent -> last socket closed 4404   {ours_ms:8.0f} ms")
     print(f"intent sent -> reply                     {statistics.median(replies):8.0f} ms")
     print(f"floor: {n} KV puts ({len(value)} B), {FLOOR_IN_FLIGHT} in flight  {floor_ms:8.0f} ms")
+    print("CPU ms per process (median): revocation (intent -> last close) | floor")
+    for role in cpu_ours:
+        ours_cpu, floor_cpu = statistics.median(cpu_ours[role]), statistics.median(cpu_floor[role])
+        print(f"  {role:<12} {ours_cpu:8.0f} | {floor_cpu:6.0f}")
     print(f"ratio {ours_ms / floor_ms:.2f}")
     print(ws_harness.result_line("revocation_latency", ours_ms / floor_ms, "<=", GOAL))
 
@@ -201,5 +303,13 @@ if __name__ == "__main__":
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="the same 1,000, two rounds")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="py-spy up and its worker during each revocation (folded stacks into DIR)",
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.n, 2 if args.quick else args.repeats))
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    asyncio.run(main(args.n, 2 if args.quick else args.repeats, args.profile))

@@ -8,12 +8,14 @@ Foreign errors are translated here, where they enter, into ``KeyExists`` / ``Rev
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError, NoRespondersError, TimeoutError
-from nats.js.api import DeliverPolicy
+from nats.js.api import DeliverPolicy, Header
 from nats.js.errors import (
     APIError,
     KeyDeletedError,
@@ -31,6 +33,21 @@ from telemetry import tracing
 T = TypeVar("T")
 
 ENTRIES_IDLE_TIMEOUT_S = 2.0
+# Keys one multi-key direct get asks for (the server answers at most 1,024 subjects: 413).
+MULTI_GET_MAX = 1000
+# Bytes of entries one direct get streams back before the client asks for the next page.
+MULTI_GET_MAX_BYTES = 1 << 20
+# Writes of one ``update_many`` awaiting their acknowledgement at once.
+WRITE_WINDOW = 64
+# How long a batch call waits for the server's next reply before the bucket counts as
+# unreachable (nats-py's JetStream default for one call).
+REPLY_TIMEOUT_S = 5.0
+# JetStream's error codes for a compare-and-set write that lost (wrong last sequence).
+_WRONG_LAST_SEQUENCE = (10071, 10164)
+_EXPECTED_REVISION = Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value
+
+# One compare-and-set write of ``update_many``: key, value, expected revision.
+Write = tuple[str, bytes, int]
 
 
 class KVError(Exception):
@@ -65,12 +82,21 @@ class Bucket(Protocol):
         """The entry, or None if absent or deleted."""
         ...
 
+    async def get_many(self, keys: Sequence[str]) -> list[Entry]:
+        """The live entries among ``keys`` (absent or deleted ones are left out), in no order."""
+        ...
+
     async def create(self, key: str, value: bytes) -> int:
         """Write only if absent; the new revision. Raises ``KeyExists``."""
         ...
 
     async def update(self, key: str, value: bytes, revision: int) -> int:
         """Write only at ``revision``; the new revision. Raises ``RevisionMismatch``."""
+        ...
+
+    async def update_many(self, writes: Sequence[Write]) -> list[int | None]:
+        """``update`` of each write: its new revision, or None where it lost the
+        compare-and-set. ``StoreUnavailable`` if any outcome is unknown (some may have landed)."""
         ...
 
     async def delete(self, key: str, revision: int) -> None:
@@ -129,6 +155,49 @@ class NatsBucket:
             return None
         return Entry(key=key, value=found.value, revision=found.revision)
 
+    @kv_timed("get_many")
+    @tracing.kv_call
+    async def get_many(self, keys: Sequence[str]) -> list[Entry]:
+        """See ``Bucket.get_many``: one direct get per ``MULTI_GET_MAX`` keys (``multi_last``,
+        nats-server 2.11+), its entries streamed back to one inbox, instead of a round trip
+        per key."""
+        wanted = list(dict.fromkeys(keys))
+        found: list[Entry] = []
+        try:
+            for start in range(0, len(wanted), MULTI_GET_MAX):
+                found += await self._last_of(wanted[start : start + MULTI_GET_MAX])
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+        return found
+
+    async def _last_of(self, keys: list[str]) -> list[Entry]:
+        nc = self._kv._js._nc
+        prefix = names.kv_key_subject(self._kv._name, "")
+        request: dict[str, object] = {
+            "multi_last": [prefix + key for key in keys],
+            "max_bytes": MULTI_GET_MAX_BYTES,
+        }
+        found: list[Entry] = []
+        while True:
+            batch = _Batch(len(prefix))
+            sub = await nc.subscribe(inbox := nc.new_inbox(), cb=batch.on_reply)
+            try:
+                await nc.publish(self._direct_get, json.dumps(request).encode(), reply=inbox)
+                end = await batch.end()
+            finally:
+                await sub.unsubscribe()
+            found += batch.entries
+            # Past ``max_bytes`` the server stops: ask again from where it stopped, at the same
+            # point in the stream's history.
+            if end is None or int(end.get("Nats-Num-Pending") or 0) == 0:
+                return found
+            request["seq"] = int(end["Nats-Last-Sequence"]) + 1
+            request["up_to_seq"] = int(end["Nats-UpTo-Sequence"])
+
+    @property
+    def _direct_get(self) -> str:
+        return f"{names.JS_API}.DIRECT.GET.{names.kv_stream(self._kv._name)}"
+
     @kv_timed("create")
     @tracing.kv_call
     async def create(self, key: str, value: bytes) -> int:
@@ -150,6 +219,32 @@ class NatsBucket:
             raise RevisionMismatch(key) from exc
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+
+    @kv_timed("update_many")
+    @tracing.kv_call
+    async def update_many(self, writes: Sequence[Write]) -> list[int | None]:
+        """See ``Bucket.update_many``: the writes pipelined, ``WRITE_WINDOW`` unacknowledged at
+        a time, their acknowledgements on one inbox (nats-py's ``update`` costs a request
+        future, a timer and a reply object per write, about 4x the CPU)."""
+        if not writes:
+            return []
+        nc = self._kv._js._nc
+        prefix = names.kv_key_subject(self._kv._name, "")
+        acks = _Acks(len(writes))
+        try:
+            sub = await nc.subscribe(f"{(inbox := nc.new_inbox())}.*", cb=acks.on_reply)
+            try:
+                for index, (key, value, revision) in enumerate(writes):
+                    await acks.room(WRITE_WINDOW)
+                    expect = {_EXPECTED_REVISION: str(revision)}
+                    await nc.publish(prefix + key, value, f"{inbox}.{index}", expect)
+                    acks.sent += 1
+                await acks.room(1)
+            finally:
+                await sub.unsubscribe()
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+        return acks.revisions
 
     @kv_timed("delete")
     @tracing.kv_call
@@ -233,6 +328,93 @@ class NatsBucket:
         return found
 
 
+class _Batch:
+    """The replies to one multi-key direct get: entries until the end-of-batch status."""
+
+    def __init__(self, prefix_len: int) -> None:
+        self._prefix_len = prefix_len
+        self.entries: list[Entry] = []
+        self._end: asyncio.Future[dict[str, str] | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+    async def end(self) -> dict[str, str] | None:
+        """The end-of-batch headers once every entry is in; None if nothing matched."""
+        done, _ = await asyncio.wait({self._end}, timeout=REPLY_TIMEOUT_S)
+        if not done:
+            raise StoreUnavailable("a direct get did not finish")
+        return self._end.result()
+
+    async def on_reply(self, msg: Msg) -> None:
+        headers = msg.headers or {}
+        status = headers.get(Header.STATUS)
+        if self._end.done():
+            return
+        if status is None or msg.data:
+            op = headers.get(KV_OP)
+            revision = headers.get("Nats-Sequence")
+            if msg.data and op not in (KV_DEL, KV_PURGE) and revision is not None:
+                key = headers["Nats-Subject"][self._prefix_len :]
+                self.entries.append(Entry(key=key, value=msg.data, revision=int(revision)))
+        elif status == "204":
+            self._end.set_result(dict(headers))
+        elif status == "404":
+            self._end.set_result(None)
+        elif status.startswith("5"):
+            self._end.set_exception(StoreUnavailable(f"direct get: {status}"))
+        else:
+            description = headers.get(Header.DESCRIPTION, "")
+            self._end.set_exception(KVError(f"direct get refused: {status} {description}"))
+
+
+class _Acks:
+    """The acknowledgements of one ``update_many``, by the write's index in its reply subject."""
+
+    def __init__(self, n: int) -> None:
+        self.revisions: list[int | None] = [None] * n
+        self.sent = 0
+        self._answered = bytearray(n)
+        self._count = 0
+        self._failure: BaseException | None = None
+        self._wake: asyncio.Future[None] | None = None
+
+    async def room(self, window: int) -> None:
+        """Wait until fewer than ``window`` writes are unanswered (1: all are answered)."""
+        while self._failure is None and self.sent - self._count >= window:
+            self._wake = asyncio.get_running_loop().create_future()
+            done, _ = await asyncio.wait({self._wake}, timeout=REPLY_TIMEOUT_S)
+            if not done:
+                raise StoreUnavailable("a write was not acknowledged")
+        if self._failure is not None:
+            raise self._failure
+
+    async def on_reply(self, msg: Msg) -> None:
+        index = int(msg.subject.rsplit(".", 1)[1])
+        if self._answered[index]:
+            return
+        self._answered[index] = 1
+        self._count += 1
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+        if (msg.headers or {}).get(Header.STATUS) == "503":  # no responders: no stream leader
+            self._failure = StoreUnavailable("no responders")
+            return
+        ack = json.loads(msg.data)
+        error = ack.get("error")
+        if error is None:
+            self.revisions[index] = int(ack["seq"])
+        elif error.get("err_code") in _WRONG_LAST_SEQUENCE:
+            self.revisions[index] = None
+        elif error.get("code") == 503:
+            self._failure = StoreUnavailable(str(error.get("description", "unavailable")))
+        else:
+            self._failure = APIError(
+                code=error.get("code"),
+                description=error.get("description"),
+                err_code=error.get("err_code"),
+            )
+
+
 class MemoryBucket:
     """A ``Bucket`` in memory with the same write semantics, for unit tests and examples."""
 
@@ -244,6 +426,10 @@ class MemoryBucket:
     async def get(self, key: str) -> Entry | None:
         """The entry, or None."""
         return self._data.get(key)
+
+    async def get_many(self, keys: Sequence[str]) -> list[Entry]:
+        """The entries among ``keys``."""
+        return [self._data[key] for key in dict.fromkeys(keys) if key in self._data]
 
     async def create(self, key: str, value: bytes) -> int:
         """Write only if absent."""
@@ -259,6 +445,16 @@ class MemoryBucket:
             if current is None or current.revision != revision:
                 raise RevisionMismatch(key)
             return self._put(key, value)
+
+    async def update_many(self, writes: Sequence[Write]) -> list[int | None]:
+        """``update`` of each write; None where it lost."""
+        revisions: list[int | None] = []
+        for key, value, revision in writes:
+            try:
+                revisions.append(await self.update(key, value, revision))
+            except RevisionMismatch:
+                revisions.append(None)
+        return revisions
 
     async def delete(self, key: str, revision: int) -> None:
         """Delete at ``revision``."""
@@ -313,6 +509,10 @@ class RetryingBucket:
         """See ``Bucket.get``."""
         return await self._call(lambda: self._inner.get(key))
 
+    async def get_many(self, keys: Sequence[str]) -> list[Entry]:
+        """See ``Bucket.get_many``."""
+        return await self._call(lambda: self._inner.get_many(keys))
+
     async def create(self, key: str, value: bytes) -> int:
         """See ``Bucket.create``."""
         return await self._call(lambda: self._inner.create(key, value))
@@ -320,6 +520,11 @@ class RetryingBucket:
     async def update(self, key: str, value: bytes, revision: int) -> int:
         """See ``Bucket.update``."""
         return await self._call(lambda: self._inner.update(key, value, revision))
+
+    async def update_many(self, writes: Sequence[Write]) -> list[int | None]:
+        """See ``Bucket.update_many``: a retry sends every write again; those that had landed
+        then lose their compare-and-set (None), and the caller reads them again."""
+        return await self._call(lambda: self._inner.update_many(writes))
 
     async def delete(self, key: str, revision: int) -> None:
         """See ``Bucket.delete``."""

@@ -11,9 +11,8 @@ is harmless: sessions read through the index are checked to belong to the user.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -106,8 +105,9 @@ class SessionStore:
         """``of_user`` with each session's revision, for compare-and-set writes."""
         # The index key names the session (``<user id>.<session id>``): no need to read values.
         keys = await self._by_user.keys(index_key(user_id, "*"))
-        found = await asyncio.gather(*(self.get(key.rsplit(".", 1)[-1]) for key in keys))
-        return [(s, rev) for s, rev in filter(None, found) if s.user_id == user_id]
+        entries = await self._bucket.get_many([key.rsplit(".", 1)[-1] for key in keys])
+        found = [(SessionInfo.model_validate_json(e.value), e.revision) for e in entries]
+        return [(s, rev) for s, rev in found if s.user_id == user_id]
 
     async def reindex(self) -> int:
         """Index every stored session (for sessions older than the index); how many were added.
@@ -122,6 +122,12 @@ class SessionStore:
     async def replace(self, session: SessionInfo, revision: int) -> int:
         """One compare-and-set write; raises ``RevisionMismatch`` if the session changed."""
         return await self._bucket.update(session.session_id, _dump(session), revision)
+
+    async def replace_many(self, updates: Sequence[tuple[SessionInfo, int]]) -> list[bool]:
+        """``replace`` of each (session, revision) at once: whether each was written (False: it
+        changed since it was read)."""
+        writes = [(s.session_id, _dump(s), revision) for s, revision in updates]
+        return [revision is not None for revision in await self._bucket.update_many(writes)]
 
     async def mutate(
         self, session_id: str, change: Callable[[SessionInfo], SessionInfo | None]
