@@ -30,7 +30,7 @@ from experience.routes import oidc as oidc_routes
 from experience.routes.models import error_responses
 from experience.tokens import Tokens
 from intents import new_id
-from telemetry import tracing
+from telemetry import context, tracing
 from telemetry.http import HttpMetrics
 from telemetry.record import reconnected
 
@@ -55,6 +55,7 @@ class CorrelationMiddleware:
         correlation_id = given if _CORRELATION.match(given) else new_id()
         scope.setdefault("state", {})["correlation_id"] = correlation_id
         tracing.set_correlation(correlation_id)
+        context.correlation_id.set(correlation_id)  # this request's task only: log lines carry it
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -21,7 +21,7 @@ from intents import ErrorReply, Intent, Reply, utcnow
 from intents.errors import DeadlineExceeded, InvalidIntent, RuntimeUnavailable, SymphainyError
 from runtime_worker.kv import StoreUnavailable
 from runtime_worker.stats import IntentStats
-from telemetry import tracing
+from telemetry import context, tracing
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +97,10 @@ class Dispatcher:
     ) -> bytes:
         """The JSON reply to the intent in ``data``."""
         started = perf_counter()
+        correlation_id = (headers or {}).get(names.CORRELATION_HEADER, "-")
+        context.correlation_id.set(correlation_id)  # each intent runs in a task of its own
         outcome = await execute(data, intent_type, handler, self._clock)
         tracing.record_outcome(outcome.code)
-        correlation_id = (headers or {}).get(names.CORRELATION_HEADER, "-")
         if outcome.intent is None:
             log.info("rejected malformed %s [%s]", intent_type.__name__, correlation_id)
         else:

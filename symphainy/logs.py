@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 from opentelemetry import trace
 
+from telemetry import context
+
 LogFormat = Literal["text", "json"]
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -106,7 +108,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def _correlation_id(record: logging.LogRecord) -> str | None:
-    value = getattr(record, "correlation_id", None)
+    # The record's own (``extra=``), else that of the request or intent being handled.
+    value = getattr(record, "correlation_id", None) or context.correlation_id.get()
     return None if value is None else str(value)
 
 

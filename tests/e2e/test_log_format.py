@@ -35,7 +35,9 @@ async def run_up_once(tmp_path: Path, env: dict[str, str]) -> bytes:
                     break
             async with httpx.AsyncClient(base_url=url) as http:
                 body = {"username": "x\n{\x1b[31m\u2028", "password": "p"}
-                assert (await http.post("/api/auth/login", json=body)).status_code == 401
+                headers = {"X-Correlation-Id": "login-under-watch"}
+                response = await http.post("/api/auth/login", json=body, headers=headers)
+                assert response.status_code == 401
             process.send_signal(signal.SIGINT)
             assert await asyncio.wait_for(process.wait(), 15) == 0
         finally:
@@ -56,6 +58,10 @@ async def test_every_line_of_up_is_a_json_object(tmp_path: Path) -> None:
     assert any(name.startswith("faststream") for name in loggers), loggers
     assert any(entry["message"] == "symphainy stopped" for entry in entries)
     assert all(entry["level"] in {"DEBUG", "INFO", "WARNING", "ERROR"} for entry in entries)
+    # The request's correlation id is on the lines written while handling it, in both processes:
+    # the Experience Plane's access line and the worker's line about the refused login.
+    watched = {e["logger"] for e in entries if e["correlation_id"] == "login-under-watch"}
+    assert {"uvicorn.access", "runtime_worker.dispatch"} <= watched, entries
 
 
 async def test_the_text_log_has_no_colour_codes_when_not_on_a_terminal(tmp_path: Path) -> None:

@@ -135,3 +135,15 @@ def test_configure_again_switches_the_same_handler_to_text(json_root_log: io.Str
     handler = logs.configure(logging.INFO, "text")
     assert isinstance(handler.formatter, logs.EscapingFormatter)
     assert sum(1 for h in logging.getLogger().handlers if h is handler) == 1
+
+
+def test_the_correlation_id_of_the_work_in_hand_when_the_record_has_none() -> None:
+    from telemetry import context
+
+    token = context.correlation_id.set("intent-7")
+    try:
+        entry = json.loads(logs.JsonFormatter().format(record()))
+    finally:
+        context.correlation_id.reset(token)
+    assert entry["correlation_id"] == "intent-7"
+    assert json.loads(logs.JsonFormatter().format(record()))["correlation_id"] is None
