@@ -25,6 +25,7 @@ from __future__ import annotations
 import enum
 import functools
 import os
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
@@ -157,7 +158,10 @@ def shutdown() -> None:
 
 
 def inject(headers: dict[str, str]) -> dict[str, str]:
-    """``headers`` with the current trace context added (``traceparent``), if tracing is on."""
+    """``headers`` with the current trace context added (``traceparent``), if tracing is on.
+
+    A request the sampler dropped gets its ``traceparent`` too (flags ``00``), so the runtime
+    follows the decision instead of sampling the intent on its own."""
     if _tracers:
         propagate.inject(headers)
     return headers
@@ -166,13 +170,17 @@ def inject(headers: dict[str, str]) -> dict[str, str]:
 def set_correlation(correlation_id: str) -> None:
     """Note the correlation id on the current span (the HTTP request's)."""
     if _tracers:
-        trace.get_current_span().set_attribute(CORRELATION_ID, correlation_id)
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute(CORRELATION_ID, correlation_id)
 
 
 def record_outcome(code: str) -> None:
     """Note an intent's outcome (``ok`` or its error code) on the current span."""
     if _tracers:
-        _outcome(trace.get_current_span(), code)
+        span = trace.get_current_span()
+        if span.is_recording():
+            _outcome(span, code)
 
 
 def _outcome(span: trace.Span, code: str) -> None:
@@ -181,8 +189,28 @@ def _outcome(span: trace.Span, code: str) -> None:
         span.set_status(Status(StatusCode.ERROR, code))
 
 
+def _failed(span: trace.Span, exc: BaseException) -> None:
+    """What ``start_as_current_span`` would note of an exception leaving the span."""
+    if span.is_recording():
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+
+
+_NO_PARENT: Final = context.Context()
+_TRACEPARENT: Final = "traceparent"
+
+
 def _extract(headers: Mapping[str, str] | None) -> context.Context:
-    return propagate.extract(headers or {})
+    """The sender's context from ``headers``; a new trace when they carry none (no parse)."""
+    if not headers or _TRACEPARENT not in headers:
+        return _NO_PARENT
+    return propagate.extract(headers)
+
+
+# The hooks below are on every intent's path, traced or not: each starts its span with
+# ``start_span`` and makes it current with a plain attach/detach (``start_as_current_span`` is
+# two generator context managers deep), and builds its attributes only when the sampler kept
+# the span. A dropped span costs the SDK's sampling decision and nothing else.
 
 
 def sends_intent(fn: F) -> F:
@@ -196,20 +224,21 @@ def sends_intent(fn: F) -> F:
             return await fn(*args, **kwargs)
         intent = args[1] if len(args) > 1 else kwargs["intent"]
         name = type(intent).__name__
-        with tracer.start_as_current_span(
-            f"send {name}",
-            kind=SpanKind.CLIENT,
-            attributes={
-                SYSTEM: "nats",
-                OPERATION: "send",
-                DESTINATION: intent.subject,
-                INTENT_TYPE: name,
-                INTENT_ID: intent.intent_id,
-                CORRELATION_ID: intent.correlation_id,
-            },
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
+        span = tracer.start_span(f"send {name}", kind=SpanKind.CLIENT)
+        token = context.attach(trace.set_span_in_context(span))
+        try:
+            if not span.is_recording():
+                return await fn(*args, **kwargs)
+            span.set_attributes(
+                {
+                    SYSTEM: "nats",
+                    OPERATION: "send",
+                    DESTINATION: intent.subject,
+                    INTENT_TYPE: name,
+                    INTENT_ID: intent.intent_id,
+                    CORRELATION_ID: intent.correlation_id,
+                }
+            )
             try:
                 reply = await fn(*args, **kwargs)
             except Exception as exc:
@@ -217,6 +246,9 @@ def sends_intent(fn: F) -> F:
                 raise
             _outcome(span, "ok")
             return reply
+        finally:
+            context.detach(token)
+            span.end()
 
     return cast(F, traced)
 
@@ -234,42 +266,58 @@ def executes_intent(fn: F) -> F:
         if tracer is None:
             return await fn(self, data, headers, intent_type, handler)
         name = intent_type.__name__
-        found = headers or {}
-        with tracer.start_as_current_span(
-            f"process {name}",
-            context=_extract(headers),
-            kind=SpanKind.SERVER,
-            attributes={
-                SYSTEM: "nats",
-                OPERATION: "process",
-                DESTINATION: intent_type.subject,
-                INTENT_TYPE: name,
-                INTENT_ID: found.get(names.INTENT_ID_HEADER, ""),
-                CORRELATION_ID: found.get(names.CORRELATION_HEADER, ""),
-            },
-        ):
+        span = tracer.start_span(f"process {name}", context=_extract(headers), kind=SpanKind.SERVER)
+        token = context.attach(trace.set_span_in_context(span))
+        try:
+            if span.is_recording():
+                found = headers or {}
+                span.set_attributes(
+                    {
+                        SYSTEM: "nats",
+                        OPERATION: "process",
+                        DESTINATION: intent_type.subject,
+                        INTENT_TYPE: name,
+                        INTENT_ID: found.get(names.INTENT_ID_HEADER, ""),
+                        CORRELATION_ID: found.get(names.CORRELATION_HEADER, ""),
+                    }
+                )
             return await fn(self, data, headers, intent_type, handler)
+        except BaseException as exc:
+            _failed(span, exc)
+            raise
+        finally:
+            context.detach(token)
+            span.end()
 
     return cast(F, traced)
 
 
 def kv_call(fn: F) -> F:
-    """Trace a ``NatsBucket`` method: a client span per KV call made within a traced intent
-    (calls outside one, at start-up say, are not traced)."""
+    """Trace a ``NatsBucket`` method: a client span per KV call made within a traced intent that
+    the sampler kept (calls outside one, at start-up say, or under a dropped intent, are not
+    traced: no span is even started)."""
     operation = fn.__name__
 
     @functools.wraps(fn)
     async def traced(self: Any, *args: Any, **kwargs: Any) -> Any:
         tracer = _tracers.get(Part.RUNTIME)
-        if tracer is None or not trace.get_current_span().get_span_context().is_valid:
+        if tracer is None or not trace.get_current_span().is_recording():
             return await fn(self, *args, **kwargs)
         bucket = str(getattr(getattr(self, "_kv", None), "_name", ""))
-        with tracer.start_as_current_span(
+        span = tracer.start_span(
             f"kv {operation} {bucket}",
             kind=SpanKind.CLIENT,
             attributes={KV_BUCKET: bucket, KV_OPERATION: operation},
-        ):
+        )
+        token = context.attach(trace.set_span_in_context(span))
+        try:
             return await fn(self, *args, **kwargs)
+        except BaseException as exc:
+            _failed(span, exc)
+            raise
+        finally:
+            context.detach(token)
+            span.end()
 
     return cast(F, traced)
 
@@ -284,20 +332,29 @@ def runs_agent(fn: F) -> F:
         if tracer is None:
             return await fn(self, msg)
         headers = msg.headers or {}
-        with tracer.start_as_current_span(
-            "process RunAgent",
-            context=_extract(headers),
-            kind=SpanKind.CONSUMER,
-            attributes={
-                SYSTEM: "nats",
-                OPERATION: "process",
-                DESTINATION: msg.subject,
-                INTENT_TYPE: "RunAgent",
-                INTENT_ID: headers.get(names.INTENT_ID_HEADER, ""),
-                CORRELATION_ID: headers.get(names.CORRELATION_HEADER, ""),
-            },
-        ):
+        span = tracer.start_span(
+            "process RunAgent", context=_extract(headers), kind=SpanKind.CONSUMER
+        )
+        token = context.attach(trace.set_span_in_context(span))
+        try:
+            if span.is_recording():
+                span.set_attributes(
+                    {
+                        SYSTEM: "nats",
+                        OPERATION: "process",
+                        DESTINATION: msg.subject,
+                        INTENT_TYPE: "RunAgent",
+                        INTENT_ID: headers.get(names.INTENT_ID_HEADER, ""),
+                        CORRELATION_ID: headers.get(names.CORRELATION_HEADER, ""),
+                    }
+                )
             return await fn(self, msg)
+        except BaseException as exc:
+            _failed(span, exc)
+            raise
+        finally:
+            context.detach(token)
+            span.end()
 
     return cast(F, traced)
 
@@ -312,14 +369,23 @@ def receives_frame(fn: F) -> F:
         if tracer is None:
             return await fn(*args, **kwargs)
         socket = trace.get_current_span().get_span_context()
-        with tracer.start_as_current_span(
+        span = tracer.start_span(
             "receive agent frame",
-            context=context.Context(),
+            context=_NO_PARENT,
             kind=SpanKind.CONSUMER,
             links=[Link(socket)] if socket.is_valid else None,
-            attributes={OPERATION: "receive"},
-        ):
+        )
+        token = context.attach(trace.set_span_in_context(span))
+        try:
+            if span.is_recording():
+                span.set_attribute(OPERATION, "receive")
             return await fn(*args, **kwargs)
+        except BaseException as exc:
+            _failed(span, exc)
+            raise
+        finally:
+            context.detach(token)
+            span.end()
 
     return cast(F, traced)
 
@@ -334,36 +400,43 @@ def receives_agent_reply(fn: F) -> F:
         if tracer is None:
             return await fn(self, msg)
         headers = msg.headers or {}
-        with tracer.start_as_current_span(
-            "deliver agent reply",
-            context=_extract(headers),
-            kind=SpanKind.CONSUMER,
-            attributes={
-                SYSTEM: "nats",
-                OPERATION: "receive",
-                INTENT_ID: headers.get(names.INTENT_ID_HEADER, ""),
-                CORRELATION_ID: headers.get(names.CORRELATION_HEADER, ""),
-            },
-        ):
+        span = tracer.start_span(
+            "deliver agent reply", context=_extract(headers), kind=SpanKind.CONSUMER
+        )
+        token = context.attach(trace.set_span_in_context(span))
+        try:
+            if span.is_recording():
+                span.set_attributes(
+                    {
+                        SYSTEM: "nats",
+                        OPERATION: "receive",
+                        INTENT_ID: headers.get(names.INTENT_ID_HEADER, ""),
+                        CORRELATION_ID: headers.get(names.CORRELATION_HEADER, ""),
+                    }
+                )
             return await fn(self, msg)
+        except BaseException as exc:
+            _failed(span, exc)
+            raise
+        finally:
+            context.detach(token)
+            span.end()
 
     return cast(F, traced)
 
 
 def instrument_app(app: FastAPI) -> None:
     """A server span per HTTP request (and per socket's lifetime), probes excluded, if the
-    Experience Plane is traced."""
-    provider = _providers.get(Part.EXPERIENCE)
-    if provider is None:
+    Experience Plane is traced: ``telemetry.http.HttpTracing``, outermost."""
+    tracer = _tracers.get(Part.EXPERIENCE)
+    if tracer is None:
         return
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-    from opentelemetry.metrics import NoOpMeterProvider
+    from telemetry.http import HttpTracing
 
-    FastAPIInstrumentor.instrument_app(
-        app,
-        tracer_provider=provider,
-        # HTTP metrics are Prometheus's (telemetry/metrics.py), not OpenTelemetry's.
-        meter_provider=NoOpMeterProvider(),
-        excluded_urls=_excluded_urls[0],
-        exclude_spans=["receive", "send"],
-    )
+    patterns = [p.strip() for p in _excluded_urls[0].split(",") if p.strip()]
+    excluded = re.compile("|".join(patterns)) if patterns else None
+    app.add_middleware(HttpTracing, tracer=tracer, excluded=excluded)
+    # The flag OpenTelemetry's own FastAPI instrumentation sets: it then refuses to instrument
+    # the app twice, and ``SocketsFirst`` (experience/routes/agent.py) sends agent sockets
+    # through the app, so each socket has its span.
+    app._is_instrumented_by_opentelemetry = True  # type: ignore[attr-defined]
