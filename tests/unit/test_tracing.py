@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
 
 from bus.settings import Settings
 from intents import Ping
@@ -122,3 +129,140 @@ def test_the_span_is_current_while_an_intent_is_sent(monkeypatch: pytest.MonkeyP
     [(headers, trace_id)] = seen
     assert set(headers) == {"traceparent"}
     assert headers["traceparent"].split("-")[1] == trace_id != format(0, "032x")
+
+
+@pytest.fixture
+def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
+    """Both parts traced into memory, each span exported as it ends; the sampler is the SDK's
+    from ``OTEL_TRACES_SAMPLER`` (set it before using this fixture)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    for part in tracing.Part:
+        monkeypatch.setitem(tracing._tracers, part, provider.get_tracer("test"))
+    yield exporter
+    tracing._tracers.clear()
+
+
+def _http_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/api/session/{session_id}")
+    async def session(session_id: str) -> dict[str, str]:
+        return {"id": session_id}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {}
+
+    tracing.instrument_app(app)
+    return app
+
+
+async def _get(app: FastAPI, path: str, headers: dict[str, str] | None = None) -> int:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.get(path, headers=headers)
+    return response.status_code
+
+
+def test_an_http_request_is_a_server_span_named_by_its_route(
+    spans: InMemorySpanExporter,
+) -> None:
+    app = _http_app()
+    caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    assert asyncio.run(_get(app, "/api/session/s1?code=secret", {"traceparent": caller})) == 200
+    assert asyncio.run(_get(app, "/healthz")) == 200  # a probe: not traced
+
+    [span] = spans.get_finished_spans()
+    assert span.name == "GET /api/session/{session_id}"
+    assert span.kind == SpanKind.SERVER
+    assert span.parent is not None
+    assert format(span.parent.span_id, "016x") == "b7ad6b7169203331"
+    assert format(span.context.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
+    attributes = dict(span.attributes or {})
+    assert attributes["http.route"] == "/api/session/{session_id}"
+    assert attributes["http.request.method"] == "GET"
+    assert attributes["http.response.status_code"] == 200
+    assert attributes["url.path"] == "/api/session/s1"
+    assert "secret" not in str(attributes), "the query string is not recorded"
+
+
+def test_a_dropped_request_makes_no_span_yet_tells_the_runtime(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    for part in tracing.Part:
+        monkeypatch.setitem(tracing._tracers, part, provider.get_tracer("test"))
+    current: list[trace.Span] = []
+
+    class Bucket:
+        @tracing.kv_call
+        async def get(self, key: str) -> None:
+            current.append(trace.get_current_span())
+
+    class Dispatcher:
+        @tracing.executes_intent
+        async def handle(
+            self, data: bytes, headers: dict[str, str], intent_type: object, handler: object
+        ) -> dict[str, str]:
+            current.append(trace.get_current_span())
+            await Bucket().get("k")
+            tracing.record_outcome("ok")
+            return headers
+
+    @tracing.sends_intent
+    async def send(nc: object, intent: Ping) -> dict[str, str]:
+        return await Dispatcher().handle(b"", tracing.inject({}), Ping, None)
+
+    headers = asyncio.run(send(None, Ping(actor="t")))
+    assert asyncio.run(_get(_http_app(), "/api/session/s1")) == 200
+    # The sender's decision travels (sampled flag off), so the runtime drops the intent too.
+    assert set(headers) == {"traceparent"}
+    assert not int(headers["traceparent"].rsplit("-", 1)[1], 16) & 1
+    # The intent's span is not recording, and its KV call starts none of its own.
+    [process, kv] = current
+    assert not process.is_recording()
+    assert kv is process
+    assert exporter.get_finished_spans() == ()
+
+
+def test_an_intent_kept_is_one_trace_with_its_kv_calls(spans: InMemorySpanExporter) -> None:
+    class Bucket:
+        _kv = type("KV", (), {"_name": "sessions"})()
+
+        @tracing.kv_call
+        async def get(self, key: str) -> None:
+            raise TimeoutError("no answer")
+
+    class Dispatcher:
+        @tracing.executes_intent
+        async def handle(
+            self, data: bytes, headers: dict[str, str], intent_type: object, handler: object
+        ) -> None:
+            with contextlib.suppress(TimeoutError):
+                await Bucket().get("k")
+            tracing.record_outcome("runtime_unavailable")
+
+    @tracing.sends_intent
+    async def send(nc: object, intent: Ping) -> None:
+        await Dispatcher().handle(b"", tracing.inject({}), Ping, None)
+
+    asyncio.run(send(None, Ping(actor="t")))
+    by_name = {span.name: span for span in spans.get_finished_spans()}
+    assert set(by_name) == {"send Ping", "process Ping", "kv get sessions"}
+    sent, done, kv = by_name["send Ping"], by_name["process Ping"], by_name["kv get sessions"]
+    assert done.parent is not None
+    assert done.parent.span_id == sent.context.span_id
+    assert kv.parent is not None
+    assert kv.parent.span_id == done.context.span_id
+    assert {s.context.trace_id for s in by_name.values()} == {sent.context.trace_id}
+    assert (sent.attributes or {})["symphainy.intent.type"] == "Ping"
+    assert (done.attributes or {})["symphainy.outcome"] == "runtime_unavailable"
+    assert done.status.status_code == StatusCode.ERROR
+    assert kv.status.status_code == StatusCode.ERROR
+    assert [event.name for event in kv.events] == ["exception"]
