@@ -25,6 +25,7 @@ import os
 import secrets
 import signal
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -107,10 +108,11 @@ def py_spy(procs: Processes, out: Path | None, r: int) -> Iterator[None]:
     spy = Path(sys.executable).parent / "py-spy"
     targets = {"up": procs.pids["up"][0], "worker": procs.pids["worker"][0]}
     running = [
-        harness.subprocess.Popen(
+        subprocess.Popen(
             [
                 str(spy),
                 "record",
+                "--nonblocking",
                 "-r",
                 "1000",
                 "-f",
@@ -120,8 +122,8 @@ def py_spy(procs: Processes, out: Path | None, r: int) -> Iterator[None]:
                 "-o",
                 str(out / f"{name}-round{r + 1}.txt"),
             ],
-            stdout=harness.subprocess.DEVNULL,
-            stderr=harness.subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         for name, pid in targets.items()
     ]
