@@ -4,13 +4,15 @@
 app's middleware (host check, correlation id, body limit, HTTP metrics) are HTTP's business and
 pass sockets through, but each layer's frame stayed alive for the socket's whole life, about
 1 KB a socket, and every admission paid for the walk. The gate checks hosts and origins itself.
-When the app is traced, sockets go through the app, so the instrumentation spans each one.
+When the app is traced, sockets go through the app, so its tracing middleware spans each one.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI, WebSocket
 from starlette.types import Receive, Scope, Send
+
+from telemetry.http import HttpTracing
 
 AGENT_PATH = "/api/runtime/agent"
 
@@ -28,14 +30,10 @@ class SocketsFirst:
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app
+        self.direct = not any(getattr(m, "cls", None) is HttpTracing for m in app.user_middleware)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "websocket"
-            and scope["path"] == AGENT_PATH
-            # Set by OpenTelemetry's FastAPI instrumentation (telemetry/tracing.py).
-            and not getattr(self.app, "_is_instrumented_by_opentelemetry", False)
-        ):
+        if self.direct and scope["type"] == "websocket" and scope["path"] == AGENT_PATH:
             scope["app"] = self.app
             await self.app.state.gate.serve(WebSocket(scope, receive, send))
             return
