@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import re
 import statistics
 import sys
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from harness import timed
+from harness import cpu_seconds, descendants, timed
 
 from bus.connection import connect
 from bus.identity import identity_for
@@ -59,6 +60,18 @@ class Side:
     # The median of each round, to compare round by round.
     http_rounds: list[float]
     verify_rounds: list[float]
+    # CPU seconds its processes (up, its workers, its NATS) spent on each path.
+    http_cpu: float = 0.0
+    verify_cpu: float = 0.0
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and every process below it."""
+    total = 0.0
+    for each in [pid, *descendants(pid)]:
+        with contextlib.suppress(OSError):  # a process gone since listed
+            total += cpu_seconds(each)
+    return total
 
 
 @asynccontextmanager
@@ -192,8 +205,12 @@ async def compare(
                 # Each side goes first in every other round: whichever goes first runs on a
                 # machine the other has just been loading (the control measured a 3% bias).
                 for side in (on, off) if round_ % 2 else (off, on):
+                    before = tree_cpu(side.component.pid)
                     http = await timed(side.http_call, per_round, warmup=warmup, scale=1e6)
+                    between = tree_cpu(side.component.pid)
                     verify = await timed(side.verify_call, per_round, warmup=warmup, scale=1e6)
+                    side.http_cpu += between - before
+                    side.verify_cpu += tree_cpu(side.component.pid) - between
                     side.http_samples += http
                     side.verify_samples += verify
                     side.http_rounds.append(statistics.median(http))
@@ -213,6 +230,16 @@ async def compare(
     verify_rounds = round_ratio(on.verify_rounds, off.verify_rounds)
     http_p50 = ratio(on.http_samples, off.http_samples)
     http_rounds = round_ratio(on.http_rounds, off.http_rounds)
+    # CPU per request (warm-up calls included in the count): load-independent, unlike latency.
+    calls = per_round * ROUNDS + warmup * (ROUNDS - 1) + min(200, n)
+    for path, on_cpu, off_cpu in (
+        ("VerifySession over NATS", on.verify_cpu, off.verify_cpu),
+        ("GET /api/session/{id}", on.http_cpu, off.http_cpu),
+    ):
+        print(
+            f"{path}: CPU per request {off_cpu / calls * 1e6:.0f} µs plain, "
+            f"{on_cpu / calls * 1e6:.0f} µs {what} ({on_cpu / off_cpu:.3f})"
+        )
     return [
         f"VerifySession over NATS, {what} / plain: p50 {verify_p50:.3f}, "
         f"per round {verify_rounds:.3f}",
