@@ -436,7 +436,3 @@ def instrument_app(app: FastAPI) -> None:
     patterns = [p.strip() for p in _excluded_urls[0].split(",") if p.strip()]
     excluded = re.compile("|".join(patterns)) if patterns else None
     app.add_middleware(HttpTracing, tracer=tracer, excluded=excluded)
-    # The flag OpenTelemetry's own FastAPI instrumentation sets: it then refuses to instrument
-    # the app twice, and ``SocketsFirst`` (experience/routes/agent.py) sends agent sockets
-    # through the app, so each socket has its span.
-    app._is_instrumented_by_opentelemetry = True  # type: ignore[attr-defined]
