@@ -8,6 +8,7 @@ intents and one durable consumer for agent work).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -44,6 +45,7 @@ class Worker:
 
     worker_id: str
     broker: NatsBroker
+    nc: Client
     fast: FastLane
     runner: AgentRunner
     telemetry: WorkerTelemetry
@@ -53,7 +55,14 @@ class Worker:
         await self.telemetry.stop()
         await self.runner.stop()
         await self.fast.stop(GRACEFUL_TIMEOUT_S)
-        await self.broker.stop()
+        try:
+            await self.broker.stop()
+        except Exception as exc:
+            # NATS is gone (nats-py refuses to drain while reconnecting): close instead, or the
+            # connection would go on reconnecting and the process never exit.
+            log.warning("runtime worker %s: no clean disconnect (%s)", self.worker_id, exc)
+            with contextlib.suppress(Exception):  # closed even when its last flush fails
+                await self.nc.close()
         log.info("runtime worker %s stopped", self.worker_id)
 
 
@@ -99,7 +108,7 @@ async def start_worker(
     guard = BusGuard(identity)
     broker = build_broker(identity, worker_id, guard)
     try:
-        fast, runner, telemetry = await guard.run(
+        nc, fast, runner, telemetry = await guard.run(
             _start(broker, settings, clock=clock, worker_id=worker_id, passwords=passwords,
                    agents=agents)
         )  # fmt: skip
@@ -108,7 +117,14 @@ async def start_worker(
         await broker.stop()
         raise
     log.info("runtime worker %s started on %s", worker_id, identity.url)
-    return Worker(worker_id=worker_id, broker=broker, fast=fast, runner=runner, telemetry=telemetry)
+    return Worker(
+        worker_id=worker_id,
+        broker=broker,
+        nc=nc,
+        fast=fast,
+        runner=runner,
+        telemetry=telemetry,
+    )
 
 
 async def _start(
@@ -119,7 +135,7 @@ async def _start(
     worker_id: str,
     passwords: Passwords | None,
     agents: Agents | None,
-) -> tuple[FastLane, AgentRunner, WorkerTelemetry]:
+) -> tuple[Client, FastLane, AgentRunner, WorkerTelemetry]:
     nc = await broker.connect()
     surface = await ensure_state_surface(nc.jetstream(), settings)
     deps = Deps.over(surface, settings, clock, worker_id, passwords)
@@ -141,7 +157,7 @@ async def _start(
         await runner.stop()
         await fast.stop(0)
         raise
-    return fast, runner, await WorkerTelemetry.start(nc, worker_id, dispatcher.stats)
+    return nc, fast, runner, await WorkerTelemetry.start(nc, worker_id, dispatcher.stats)
 
 
 async def _index_older_sessions(nc: Client, deps: Deps) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import sys
@@ -264,7 +265,22 @@ async def runtime(settings: Settings) -> None:
         await stop.wait()
     finally:
         stop_metrics()
-        await _stop_workers(workers)
+        await _stop_within(workers, settings.agent_drain_timeout_s + 2 * GRACEFUL_TIMEOUT_S + 5)
+
+
+async def _stop_within(workers: list[Worker], seconds: float) -> None:
+    """Stop the workers, or leave anyway after ``seconds``.
+
+    A worker stopped while its NATS is going away can wait on the connection for ever; an
+    orphaned worker of a SIGKILLed ``up`` did. Workers hold nothing that is not on the bus
+    (unacknowledged work is delivered again), so past the deadline the process just exits.
+    """
+    try:
+        await asyncio.wait_for(_stop_workers(workers), seconds)
+    except TimeoutError:
+        log.error("runtime workers did not stop within %.0f s; exiting anyway", seconds)
+        logging.shutdown()
+        os._exit(1)
 
 
 async def experience(settings: Settings) -> None:

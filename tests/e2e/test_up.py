@@ -368,3 +368,42 @@ async def test_workers_are_processes_restarted_when_they_die_and_stopped_with_up
         assert await stop(up) == 0
         await until(lambda: not any(Path(f"/proc/{w}").exists() for w in replaced), 10)
         assert "exited with -9; restarting" in up.log.read_text()
+
+
+async def test_a_worker_whose_nats_is_gone_still_stops_on_sigterm(tmp_path: Path) -> None:
+    # What happens when up is SIGKILLed: its NATS dies with it, and its worker, reconnecting,
+    # gets SIGTERM from the kernel (PR_SET_PDEATHSIG). nats-py will not drain a reconnecting
+    # connection; the worker must still exit, not reconnect for ever as an orphan.
+    async with running_up(tmp_path / "data", free_port()) as up:
+        [worker] = worker_children(up.process.pid)
+        [nats] = children_named(up.process.pid, b"nats-server")
+        os.kill(nats, signal.SIGKILL)
+        await until(lambda: "nats connection error (symphainy-runtime" in up.log.read_text())
+        os.kill(worker, signal.SIGTERM)
+        await until(lambda: _gone(worker), 15)
+        assert "no clean disconnect" in up.log.read_text()
+
+
+def children_named(pid: int, name: bytes) -> set[int]:
+    """The pids of the children of ``pid`` whose command line mentions ``name``."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and name in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie its parent has not reaped yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
