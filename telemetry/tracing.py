@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.util.types import AttributeValue
 
 from bus import names
 
@@ -207,6 +208,39 @@ def _extract(headers: Mapping[str, str] | None) -> context.Context:
     return propagate.extract(headers)
 
 
+class _Current:
+    """``span`` current for a block, ended after it, with an exception leaving it noted: what
+    ``start_as_current_span`` does, as one plain object (no generator context managers)."""
+
+    __slots__ = ("span", "token")
+
+    def __init__(self, span: trace.Span) -> None:
+        self.span = span
+
+    def __enter__(self) -> trace.Span:
+        self.token = context.attach(trace.set_span_in_context(self.span))
+        return self.span
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if exc is not None:
+            _failed(self.span, exc)
+        context.detach(self.token)
+        self.span.end()
+
+
+def _message_attributes(
+    operation: str, headers: Mapping[str, str], **more: str
+) -> dict[str, AttributeValue]:
+    """The messaging attributes of a span about one message on the bus."""
+    return {
+        SYSTEM: "nats",
+        OPERATION: operation,
+        **more,
+        INTENT_ID: headers.get(names.INTENT_ID_HEADER, ""),
+        CORRELATION_ID: headers.get(names.CORRELATION_HEADER, ""),
+    }
+
+
 # The hooks below are on every intent's path, traced or not: each starts its span with
 # ``start_span`` and makes it current with a plain attach/detach (``start_as_current_span`` is
 # two generator context managers deep), and builds its attributes only when the sampler kept
@@ -267,27 +301,16 @@ def executes_intent(fn: F) -> F:
             return await fn(self, data, headers, intent_type, handler)
         name = intent_type.__name__
         span = tracer.start_span(f"process {name}", context=_extract(headers), kind=SpanKind.SERVER)
-        token = context.attach(trace.set_span_in_context(span))
-        try:
+        with _Current(span):
             if span.is_recording():
-                found = headers or {}
                 span.set_attributes(
-                    {
-                        SYSTEM: "nats",
-                        OPERATION: "process",
-                        DESTINATION: intent_type.subject,
-                        INTENT_TYPE: name,
-                        INTENT_ID: found.get(names.INTENT_ID_HEADER, ""),
-                        CORRELATION_ID: found.get(names.CORRELATION_HEADER, ""),
-                    }
+                    _message_attributes(
+                        "process",
+                        headers or {},
+                        **{DESTINATION: intent_type.subject, INTENT_TYPE: name},
+                    )
                 )
             return await fn(self, data, headers, intent_type, handler)
-        except BaseException as exc:
-            _failed(span, exc)
-            raise
-        finally:
-            context.detach(token)
-            span.end()
 
     return cast(F, traced)
 
@@ -309,15 +332,8 @@ def kv_call(fn: F) -> F:
             kind=SpanKind.CLIENT,
             attributes={KV_BUCKET: bucket, KV_OPERATION: operation},
         )
-        token = context.attach(trace.set_span_in_context(span))
-        try:
+        with _Current(span):
             return await fn(self, *args, **kwargs)
-        except BaseException as exc:
-            _failed(span, exc)
-            raise
-        finally:
-            context.detach(token)
-            span.end()
 
     return cast(F, traced)
 
@@ -335,26 +351,14 @@ def runs_agent(fn: F) -> F:
         span = tracer.start_span(
             "process RunAgent", context=_extract(headers), kind=SpanKind.CONSUMER
         )
-        token = context.attach(trace.set_span_in_context(span))
-        try:
+        with _Current(span):
             if span.is_recording():
                 span.set_attributes(
-                    {
-                        SYSTEM: "nats",
-                        OPERATION: "process",
-                        DESTINATION: msg.subject,
-                        INTENT_TYPE: "RunAgent",
-                        INTENT_ID: headers.get(names.INTENT_ID_HEADER, ""),
-                        CORRELATION_ID: headers.get(names.CORRELATION_HEADER, ""),
-                    }
+                    _message_attributes(
+                        "process", headers, **{DESTINATION: msg.subject, INTENT_TYPE: "RunAgent"}
+                    )
                 )
             return await fn(self, msg)
-        except BaseException as exc:
-            _failed(span, exc)
-            raise
-        finally:
-            context.detach(token)
-            span.end()
 
     return cast(F, traced)
 
@@ -375,17 +379,10 @@ def receives_frame(fn: F) -> F:
             kind=SpanKind.CONSUMER,
             links=[Link(socket)] if socket.is_valid else None,
         )
-        token = context.attach(trace.set_span_in_context(span))
-        try:
+        with _Current(span):
             if span.is_recording():
                 span.set_attribute(OPERATION, "receive")
             return await fn(*args, **kwargs)
-        except BaseException as exc:
-            _failed(span, exc)
-            raise
-        finally:
-            context.detach(token)
-            span.end()
 
     return cast(F, traced)
 
@@ -403,24 +400,10 @@ def receives_agent_reply(fn: F) -> F:
         span = tracer.start_span(
             "deliver agent reply", context=_extract(headers), kind=SpanKind.CONSUMER
         )
-        token = context.attach(trace.set_span_in_context(span))
-        try:
+        with _Current(span):
             if span.is_recording():
-                span.set_attributes(
-                    {
-                        SYSTEM: "nats",
-                        OPERATION: "receive",
-                        INTENT_ID: headers.get(names.INTENT_ID_HEADER, ""),
-                        CORRELATION_ID: headers.get(names.CORRELATION_HEADER, ""),
-                    }
-                )
+                span.set_attributes(_message_attributes("receive", headers))
             return await fn(self, msg)
-        except BaseException as exc:
-            _failed(span, exc)
-            raise
-        finally:
-            context.detach(token)
-            span.end()
 
     return cast(F, traced)
 
