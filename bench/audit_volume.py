@@ -28,15 +28,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import Wire, encode, result, runtime, secured_nats, send
+from harness import Wire, encode, result, runtime, secured_nats, send, verify_wires
 from nats.aio.client import Client
 
 from bus.connection import connect
 from bus.names import INTENTS_STREAM
 from bus.permissions import Role
-from intents import CreateSession, CreateSessionReply, VerifySession
+from intents import CreateSession, VerifySession
 from intents.base import new_id
-from intents.request import ask
 
 VERIFIES_PER_S = 1000
 CREATE_EVERY = 100
@@ -131,14 +130,7 @@ async def measure(data_dir: Path, seconds: float) -> None:
         with runtime(data_dir):
             bench = await connect(bench_identity, "bench")
             experience = await connect(roles[Role.EXPERIENCE], "bench-experience")
-            verifies = []
-            for i in range(SESSIONS):
-                user_id = new_id()
-                made = await ask(bench, CreateSession(user_id=user_id, username=f"u{i}"), 10)
-                assert isinstance(made, CreateSessionReply)
-                verifies.append(
-                    encode(VerifySession(session_id=made.session.session_id, user_id=user_id))
-                )
+            verifies = await verify_wires(bench, SESSIONS)
             config = (await bench.jetstream().stream_info(INTENTS_STREAM)).config
             phases = [
                 await phase(experience, bench, name, verifies, seconds)

@@ -47,8 +47,8 @@ from bus.provision import ensure_secrets, role_identity, write_contexts, write_s
 from bus.settings import Settings
 from experience.app import create_app
 from experience.server import build_server
-from intents import Intent
-from intents.request import intent_headers
+from intents import CreateSession, CreateSessionReply, Intent, VerifySession, new_id
+from intents.request import ask, intent_headers
 from runtime_worker.app import start_worker
 
 BENCH = Path(__file__).resolve().parent
@@ -243,6 +243,18 @@ def encode(intent: Intent) -> Wire:
     """The bytes and headers an intent travels as (encoded once, sent many times)."""
     wire = intent.with_deadline(DEADLINE_S)
     return wire.to_wire(), intent_headers(wire)
+
+
+async def verify_wires(nc: Client, count: int) -> list[Wire]:
+    """``count`` live sessions (one user each), made as the Experience Plane makes them, and the
+    ``VerifySession`` of each, encoded."""
+    wires = []
+    for i in range(count):
+        user_id = new_id()
+        made = await ask(nc, CreateSession(user_id=user_id, username=f"u{i}"), 10)
+        assert isinstance(made, CreateSessionReply)
+        wires.append(encode(VerifySession(session_id=made.session.session_id, user_id=user_id)))
+    return wires
 
 
 async def send(nc: Client, subject: str, wire: Wire, *, check: bool = True) -> bytes:

@@ -37,15 +37,15 @@ from harness import (
     runtime,
     secured_nats,
     send,
+    verify_wires,
     write_context,
 )
 
 from bus.connection import connect
 from bus.names import SESSIONS_BUCKET
 from bus.permissions import Role
-from intents import CreateSession, CreateSessionReply, VerifySession
+from intents import CreateSession, VerifySession
 from intents.base import new_id
-from intents.request import ask
 
 IN_FLIGHT = 64
 ECHO_SUBJECT = "bench.floor.echo"
@@ -83,14 +83,7 @@ async def measure(data_dir: Path, seconds: float, rounds: int) -> None:
         with runtime(data_dir) as worker, echo, kv:
             nc = await connect(bench, "bench")
             experience = await connect(roles[Role.EXPERIENCE], "bench-experience")
-            verifies = []
-            for i in range(IN_FLIGHT):
-                user_id = new_id()
-                made = await ask(nc, CreateSession(user_id=user_id, username=f"u{i}"), 10)
-                assert isinstance(made, CreateSessionReply)
-                verifies.append(
-                    encode(VerifySession(session_id=made.session.session_id, user_id=user_id))
-                )
+            verifies = await verify_wires(nc, IN_FLIGHT)
 
             def create(i: int) -> Awaitable[bytes]:
                 wire = encode(CreateSession(user_id=new_id(), username=f"new{i}"))

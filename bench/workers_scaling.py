@@ -22,25 +22,21 @@ from harness import (
     SYMPHAINY,
     UP_READY,
     Process,
-    Wire,
     command_name,
     descendants,
-    encode,
     free_port,
     median,
     python_tree_cpu_seconds,
     rate,
     result,
     send,
+    verify_wires,
 )
-from nats.aio.client import Client
 
 from bus.connection import connect
 from bus.identity import NatsIdentity, context_path
 from bus.permissions import Role
-from intents import CreateSession, CreateSessionReply, VerifySession
-from intents.base import new_id
-from intents.request import ask
+from intents import VerifySession
 
 IN_FLIGHT = 64
 COUNTS = (1, 2)
@@ -52,17 +48,6 @@ def up(work: Path, workers: int) -> Process:
     argv = [SYMPHAINY, "up", "--workers", str(workers), "--data-dir", str(data)]
     argv += ["--port", str(free_port()), "--nats-port", str(free_port())]
     return Process(f"up-{workers}", argv, UP_READY, work)
-
-
-async def sessions(nc: Client) -> list[Wire]:
-    """One session per caller, made as the Experience Plane makes them."""
-    wires = []
-    for i in range(IN_FLIGHT):
-        user_id = new_id()
-        made = await ask(nc, CreateSession(user_id=user_id, username=f"u{i}"), 10)
-        assert isinstance(made, CreateSessionReply)
-        wires.append(encode(VerifySession(session_id=made.session.session_id, user_id=user_id)))
-    return wires
 
 
 async def measure(work: Path, seconds: float, rounds: int) -> None:
@@ -78,7 +63,7 @@ async def measure(work: Path, seconds: float, rounds: int) -> None:
             )
             for n in COUNTS
         }
-        wires = {n: await sessions(clients[n]) for n in COUNTS}
+        wires = {n: await verify_wires(clients[n], IN_FLIGHT) for n in COUNTS}
         runs: dict[int, list[tuple[float, float]]] = {n: [] for n in COUNTS}
         for i in range(rounds):
             for n in COUNTS:
