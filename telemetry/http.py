@@ -43,6 +43,21 @@ def route_of(scope: Scope) -> str | None:
     return getattr(scope.get("route"), "path_format", None)
 
 
+class ResponseStatus:
+    """``send``, noting the status the response starts with on its way out."""
+
+    __slots__ = ("code", "send")
+
+    def __init__(self, send: Send, code: int) -> None:
+        self.send = send
+        self.code = code  # until the response starts
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.code = message["status"]
+        await self.send(message)
+
+
 class HttpMetrics:
     """Counts and times every HTTP request; WebSockets pass through (the gate counts those)."""
 
@@ -54,18 +69,12 @@ class HttpMetrics:
             await self.app(scope, receive, send)
             return
         started = perf_counter()
-        status = 500  # if the app fails before it answers, the server answers 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        # If the app fails before it answers, the server answers 500.
+        status = ResponseStatus(send, 500)
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, receive, status)
         finally:
-            self._record(scope, status, perf_counter() - started)
+            self._record(scope, status.code, perf_counter() - started)
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
         route = route_of(scope) or UNMATCHED
@@ -112,22 +121,15 @@ class HttpTracing:
                 await self.app(scope, receive, send)
                 return
             span.set_attributes(_request_attributes(scope, method))
-            status = 0
-
-            async def send_status(message: Message) -> None:
-                nonlocal status
-                if message["type"] == "http.response.start":
-                    status = message["status"]
-                await send(message)
-
+            status = ResponseStatus(send, 0)
             try:
-                await self.app(scope, receive, send_status if kind == "http" else send)
+                await self.app(scope, receive, status if kind == "http" else send)
             except BaseException as exc:
                 span.record_exception(exc)
-                status = status or 500
+                status.code = status.code or 500
                 raise
             finally:
-                _finish(span, scope, kind, method, status)
+                _finish(span, scope, kind, method, status.code)
         finally:
             context.detach(token)
             span.end()
