@@ -59,7 +59,7 @@ class _Run:
     """A run in progress on this worker."""
 
     session_id: str
-    task: asyncio.Task[AgentResult]
+    task: asyncio.Task[tuple[AgentResult, bytes]]
 
 
 class AgentRunner:
@@ -165,7 +165,7 @@ class AgentRunner:
         self._runs[intent.intent_id] = _Run(intent.session_id, run)
         keep_alive = asyncio.create_task(self._keep_alive(msg))
         try:
-            result = await run
+            result, body = await run
         except asyncio.CancelledError:
             if _this_task_cancelled():
                 await _settle(msg.nak)  # stopping: another worker can take it now
@@ -176,7 +176,7 @@ class AgentRunner:
             keep_alive.cancel()
             self._runs.pop(intent.intent_id, None)
         try:
-            await self._send(intent, result)
+            await self._publish(intent, body)
         except Exception as exc:
             log.warning(
                 "could not answer agent intent %s, left for redelivery [%s]: %s",
@@ -200,7 +200,8 @@ class AgentRunner:
         await audit(self._nc, intent, outcome(result))
         await _settle(msg.ack)
 
-    async def _result(self, intent: RunAgent, attempt: int) -> AgentResult:
+    async def _result(self, intent: RunAgent, attempt: int) -> tuple[AgentResult, bytes]:
+        """The run's result and its JSON, serialised once."""
         if attempt > self._max_attempts:
             log.error(
                 "agent %s %s abandoned after %d attempts [%s]",
@@ -209,7 +210,9 @@ class AgentRunner:
                 self._max_attempts,
                 intent.correlation_id,
             )
-            return failed(intent, SymphainyError("agent work abandoned after repeated failures"))
+            error = SymphainyError("agent work abandoned after repeated failures")
+            abandoned = failed(intent, error)
+            return abandoned, abandoned.model_dump_json().encode()
 
         budget = RunBudget(self._max_events, self._max_bytes)
 
@@ -235,10 +238,9 @@ class AgentRunner:
             worker_id=self._deps.worker_id,
             attempt=attempt,
         )
-        return budget.settle(intent, result, len(result.model_dump_json()))
-
-    async def _send(self, intent: RunAgent, result: AgentResult) -> None:
-        await self._publish(intent, result.model_dump_json().encode())
+        body = result.model_dump_json().encode()
+        settled = budget.settle(intent, result, len(body))
+        return settled, body if settled is result else settled.model_dump_json().encode()
 
     async def _publish(self, intent: RunAgent, body: bytes) -> None:
         await self._nc.publish(
