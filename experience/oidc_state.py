@@ -63,23 +63,15 @@ class LoginStates:
             "iat": now,
             "exp": now + TTL,
         }
-        return jwt.encode(
-            payload,
-            self._keyring.signing_key(),
-            algorithm=self._keyring.algorithm,
-            headers={"kid": self._keyring.active_kid},
-        )
+        return self._keyring.sign(payload)
 
     def open(self, cookie: str | None, state: str | None) -> LoginState:
         """The login state of ``cookie`` if it is ours, unexpired, and for this ``state``."""
         if not cookie or not state:
             raise LoginStateInvalid()
         try:
-            kid = jwt.get_unverified_header(cookie).get("kid")
-            payload = jwt.decode(
+            _, payload = self._keyring.verify(
                 cookie,
-                self._keyring.verifying_key(kid if isinstance(kid, str) else ""),
-                algorithms=[self._keyring.algorithm],
                 audience=self._audience,
                 options={"require": ["exp", "iat", "aud", *_FIELDS]},
             )

@@ -83,6 +83,34 @@ class Keyring:
         """The kid of the one key, when there is one: no need to read the header to pick it."""
         return next(iter(self._verifying)) if len(self._verifying) == 1 else None
 
+    def sign(self, payload: Mapping[str, Any]) -> str:
+        """``payload`` signed with the active key, its ``kid`` in the header."""
+        return jwt.encode(
+            dict(payload),
+            self.signing_key(),
+            algorithm=self.algorithm,
+            headers={"kid": self.active_kid},
+        )
+
+    def verify(self, token: str, **checks: Any) -> tuple[str, dict[str, Any]]:
+        """The key id and payload of ``token`` if one of our keys signed it with the pinned
+        algorithm;
+        ``checks`` go to ``jwt.decode`` (audience, issuer, leeway, options). Raises PyJWT's
+        errors, or ``TokenInvalid`` for a missing or unknown key id.
+
+        One parse of the token: the header is read before the signature check only to pick
+        among several keys (during a rotation), and checked after it either way.
+        """
+        kid = self.only_kid or _unverified_kid(token)
+        decoded = jwt.decode_complete(
+            token, self.verifying_key(kid), algorithms=[self.algorithm], **checks
+        )
+        header = decoded["header"]
+        if header.get("kid") != kid or header.get("alg") != self.algorithm:
+            raise TokenInvalid()
+        payload: dict[str, Any] = decoded["payload"]
+        return kid, payload
+
     def verifying_key(self, kid: str) -> Any:
         """The key for ``kid``; an unknown kid is an invalid token."""
         try:
@@ -150,27 +178,11 @@ class Tokens:
             "iss": self.issuer,
             "aud": self.audience,
         }
-        token = jwt.encode(
-            payload,
-            self.keyring.signing_key(),
-            algorithm=self.keyring.algorithm,
-            headers={"kid": self.keyring.active_kid},
-        )
-        return IssuedToken(token=token, claims=claims)
+        return IssuedToken(token=self.keyring.sign(payload), claims=claims)
 
     def verify(self, token: str) -> TokenClaims:
         """The claims of a valid, unexpired token, else ``TokenInvalid`` or ``TokenExpired``."""
         return self._decode(token, allow_expired=False)
-
-    @staticmethod
-    def _unverified_kid(token: str) -> str:
-        try:
-            kid = jwt.get_unverified_header(token).get("kid")
-        except jwt.PyJWTError as exc:
-            raise TokenInvalid() from exc
-        if not isinstance(kid, str):
-            raise TokenInvalid()
-        return kid
 
     def verify_for_refresh(self, token: str) -> TokenClaims:
         """Like ``verify``, but also accepts a token that expired within the refresh grace."""
@@ -180,14 +192,9 @@ class Tokens:
         return claims
 
     def _decode(self, token: str, *, allow_expired: bool) -> TokenClaims:
-        # One parse of the token: the header is read before the signature check only to pick
-        # among several keys (during a rotation), and checked after it either way.
-        kid = self.keyring.only_kid or self._unverified_kid(token)
         try:
-            decoded = jwt.decode_complete(
+            kid, payload = self.keyring.verify(
                 token,
-                self.keyring.verifying_key(kid),
-                algorithms=[self.keyring.algorithm],
                 audience=self.audience,
                 issuer=self.issuer,
                 leeway=LEEWAY_S,
@@ -197,9 +204,6 @@ class Tokens:
             raise TokenExpired() from exc
         except jwt.PyJWTError as exc:
             raise TokenInvalid() from exc
-        header, payload = decoded["header"], decoded["payload"]
-        if header.get("kid") != kid or header.get("alg") != self.keyring.algorithm:
-            raise TokenInvalid()
         sub, sid, jti = payload["sub"], payload["sid"], payload["jti"]
         if not all(isinstance(v, str) for v in (sub, sid, jti)):
             raise TokenInvalid()
@@ -211,3 +215,14 @@ class Tokens:
         except (TypeError, ValueError, OverflowError) as exc:
             raise TokenInvalid() from exc
         return TokenClaims(sub=sub, sid=sid, jti=jti, iat=iat, exp=exp, kid=kid)
+
+
+def _unverified_kid(token: str) -> str:
+    """The ``kid`` a token's header names (not yet verified)."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError as exc:
+        raise TokenInvalid() from exc
+    if not isinstance(kid, str):
+        raise TokenInvalid()
+    return kid
