@@ -175,7 +175,11 @@ async def oidc_system(
     sock = listening_socket()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     jwk = rsa_jwk()
-    provider = await start_provider(base + "/api/auth/oidc/callback", jwk)
+    try:
+        provider = await start_provider(base + "/api/auth/oidc/callback", jwk)
+    except BaseException:  # no provider (a skip without node, say): the socket goes too
+        sock.close()
+        raise
     secret = SecretStr(CLIENT_SECRET) if client_id == CLIENT_ID else None
     stack = Stack(
         settings=settings.model_copy(
