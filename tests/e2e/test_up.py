@@ -321,21 +321,37 @@ async def test_invalid_settings_are_one_line(tmp_path: Path) -> None:
     ]
 
 
-def worker_children(pid: int) -> set[int]:
-    """The pids of the ``symphainy runtime`` processes whose parent is ``pid``."""
+def children(pid: int, program: bytes) -> set[int]:
+    """The pids of the children of ``pid`` one of whose arguments is ``program`` (or a path to
+    it): ``b"runtime"`` for up's worker processes, ``b"nats-server"`` for its NATS."""
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == pid and b"runtime" in cmdline:
+        if int(stat.rsplit(")", 1)[1].split()[1]) != pid:
+            continue
+        if any(arg == program or arg.endswith(b"/" + program) for arg in argv):
             found.add(int(entry.name))
     return found
+
+
+def worker_children(pid: int) -> set[int]:
+    """The pids of the ``symphainy runtime`` processes whose parent is ``pid``."""
+    return children(pid, b"runtime")
+
+
+def gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie its parent has not reaped yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 async def until(check: object, timeout: float = 20.0) -> None:
@@ -376,34 +392,9 @@ async def test_a_worker_whose_nats_is_gone_still_stops_on_sigterm(tmp_path: Path
     # connection; the worker must still exit, not reconnect for ever as an orphan.
     async with running_up(tmp_path / "data", free_port()) as up:
         [worker] = worker_children(up.process.pid)
-        [nats] = children_named(up.process.pid, b"nats-server")
+        [nats] = children(up.process.pid, b"nats-server")
         os.kill(nats, signal.SIGKILL)
         await until(lambda: "nats connection error (symphainy-runtime" in up.log.read_text())
         os.kill(worker, signal.SIGTERM)
-        await until(lambda: _gone(worker), 15)
+        await until(lambda: gone(worker), 15)
         assert "no clean disconnect" in up.log.read_text()
-
-
-def children_named(pid: int, name: bytes) -> set[int]:
-    """The pids of the children of ``pid`` whose command line mentions ``name``."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and name in cmdline:
-            found.add(int(entry.name))
-    return found
-
-
-def _gone(pid: int) -> bool:
-    """Exited: no such process, or a zombie its parent has not reaped yet."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
